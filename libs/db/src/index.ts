@@ -1,0 +1,2 @@
+export * from './lib/prisma-client';
+export * from './generated/client';

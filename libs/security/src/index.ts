@@ -1,0 +1,2 @@
+export * from './lib/tokens';
+export * from './lib/secret-box';
