@@ -52,5 +52,5 @@ export default [
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
-  ...tseslint.configs.disableTypeChecked.map((c) => ({ ...c, files: ['**/*.js', '**/*.cjs'] })),
+  { ...tseslint.configs.disableTypeChecked, files: ['**/*.js', '**/*.cjs'] },
 ];

@@ -17,15 +17,16 @@ export class SecretBox {
     this.key = Buffer.from(key);
   }
 
-  seal(plaintext: string, associatedData: string): Buffer {
+  seal(plaintext: string, associatedData: string): Uint8Array<ArrayBuffer> {
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);
     cipher.setAAD(Buffer.from(associatedData, 'utf8'));
     const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return Buffer.concat([Buffer.from([VERSION]), iv, cipher.getAuthTag(), body]);
+    return new Uint8Array(Buffer.concat([Buffer.from([VERSION]), iv, cipher.getAuthTag(), body]));
   }
 
-  open(sealed: Buffer, associatedData: string): string {
+  open(sealedBytes: Uint8Array, associatedData: string): string {
+    const sealed = Buffer.from(sealedBytes);
     if (sealed.length < 1 + IV_BYTES + TAG_BYTES || sealed[0] !== VERSION) throw new Error('not a sealed secret');
     const iv = sealed.subarray(1, 1 + IV_BYTES);
     const tag = sealed.subarray(1 + IV_BYTES, 1 + IV_BYTES + TAG_BYTES);

@@ -11,7 +11,7 @@ export interface IssuedToken {
   /** The whole token: shown once, never stored. */
   token: string;
   /** SHA-256 of the token: what the database keeps. */
-  hash: Buffer;
+  hash: Uint8Array<ArrayBuffer>;
   /** Enough of the token to recognise it in a list, not enough to use it. */
   prefix: string;
 }
@@ -21,8 +21,9 @@ export function issueToken(kind: TokenKind = 'caas'): IssuedToken {
   return { token, hash: hashToken(token), prefix: displayPrefix(token) };
 }
 
-export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+/** SHA-256 of a token, as the plain byte array the database driver takes. */
+export function hashToken(token: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(createHash('sha256').update(token, 'utf8').digest());
 }
 
 export function displayPrefix(token: string): string {
@@ -37,7 +38,7 @@ export function looksLikeToken(token: string, kind?: TokenKind): boolean {
 }
 
 /** Constant-time comparison of a presented secret against a stored SHA-256 hash. */
-export function matchesHash(presented: string, expected: Buffer): boolean {
+export function matchesHash(presented: string, expected: Uint8Array): boolean {
   const actual = hashToken(presented);
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }

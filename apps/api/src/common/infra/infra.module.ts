@@ -1,0 +1,65 @@
+import type { OnApplicationShutdown } from '@nestjs/common';
+import { Global, Inject, Logger, Module } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { RateLimiter, TokenVerifier } from '@caas/api-auth';
+import type { PrismaClient } from '@caas/db';
+import { createPrismaClient } from '@caas/db';
+import { SecretBox } from '@caas/security';
+import type { ApiConfig } from '../../config/api-config';
+import { API_CONFIG } from '../../config/api-config';
+import { PRISMA, REDIS } from './tokens';
+
+/** Process-wide clients (PostgreSQL, Redis) and the services built directly on them. */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: PRISMA,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) =>
+        createPrismaClient({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE }),
+    },
+    {
+      provide: REDIS,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) => new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: false }),
+    },
+    {
+      provide: TokenVerifier,
+      inject: [PRISMA, API_CONFIG],
+      useFactory: (prisma: PrismaClient, config: ApiConfig) => {
+        const logger = new Logger(TokenVerifier.name);
+        return new TokenVerifier(prisma, {
+          operatorTokenHash: config.operatorTokenHash,
+          onBackgroundError: (error) => logger.warn(`lastUsedAt update failed: ${String(error)}`),
+        });
+      },
+    },
+    {
+      provide: RateLimiter,
+      inject: [REDIS, API_CONFIG],
+      useFactory: (redis: Redis, config: ApiConfig) =>
+        new RateLimiter(redis, {
+          limit: config.RATE_LIMIT_REQUESTS,
+          windowMs: config.RATE_LIMIT_WINDOW_MS,
+          prefix: 'caas:rl:',
+        }),
+    },
+    {
+      provide: SecretBox,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) => new SecretBox(config.secretsKey),
+    },
+  ],
+  exports: [PRISMA, REDIS, TokenVerifier, RateLimiter, SecretBox],
+})
+export class InfraModule implements OnApplicationShutdown {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(REDIS) private readonly redis: Redis,
+  ) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.allSettled([this.prisma.$disconnect(), this.redis.quit()]);
+  }
+}

@@ -1,0 +1,3 @@
+export * from './lib/principal';
+export * from './lib/token-verifier';
+export * from './lib/rate-limiter';
