@@ -25,7 +25,6 @@ export async function createApiApp(config: ApiConfig): Promise<NestFastifyApplic
     verifier: app.get(TokenVerifier),
     limiter: app.get(RateLimiter),
   });
-  app.enableShutdownHooks();
   await app.init();
   return app;
 }

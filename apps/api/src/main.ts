@@ -6,7 +6,23 @@ async function main(): Promise<void> {
   const config = loadApiConfig();
   const app = await createApiApp(config);
   await app.listen({ port: config.PORT, host: config.HOST });
-  app.getHttpAdapter().getInstance().log.info(`GraphQL API on http://${config.HOST}:${config.PORT}/graphql`);
+  const log = app.getHttpAdapter().getInstance().log;
+  log.info(`GraphQL API on http://${config.HOST}:${config.PORT}/graphql`);
+  const stop = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'API stopping: draining requests and closing connections');
+    app.close().then(
+      () => {
+        log.info('API stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'API did not stop cleanly');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }
 
 main().catch((error: unknown) => {
