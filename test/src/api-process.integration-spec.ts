@@ -7,6 +7,10 @@ import { freePort, startApp, waitFor } from './support/processes';
 
 jest.setTimeout(60_000);
 
+// The shape of any GraphQL answer; tests read into it by path.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type GqlBody = { data: any; errors?: { message: string; extensions: { code: string; reason?: string } }[] };
+
 describe('the API as a production process', () => {
   let db: TestDatabase;
   let api: AppProcess;
@@ -19,7 +23,7 @@ describe('the API as a production process', () => {
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query, variables }),
     });
-    return { status: response.status, body: (await response.json()) as { data: any; errors?: any[] } };
+    return { status: response.status, body: (await response.json()) as GqlBody };
   };
 
   beforeAll(async () => {
