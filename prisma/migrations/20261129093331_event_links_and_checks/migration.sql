@@ -20,7 +20,7 @@ ALTER TABLE "events" ADD CONSTRAINT "events_podId_fkey" FOREIGN KEY ("podId") RE
 ALTER TABLE "events" ADD CONSTRAINT "events_nodeId_fkey" FOREIGN KEY ("nodeId") REFERENCES "nodes"("id") ON DELETE SET NULL ON UPDATE CASCADE;
 
 
--- Invariants the schema language cannot state (hand-written; the drift check does not see CHECK constraints).
+-- Invariants the schema language cannot state. Hand-written: the drift check does not see CHECK constraints.
 ALTER TABLE "tenants" ADD CONSTRAINT "tenants_networkId_is_a_vni" CHECK ("networkId" BETWEEN 1 AND 16777215);
 ALTER TABLE "tenants" ADD CONSTRAINT "tenants_quota_non_negative"
   CHECK ("maxPods" >= 0 AND "maxVcpus" >= 0 AND "maxMemoryMiB" >= 0 AND "usedPods" >= 0 AND "usedVcpus" >= 0 AND "usedMemoryMiB" >= 0);
