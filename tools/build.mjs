@@ -1,15 +1,17 @@
 #!/usr/bin/env node
-// Compiles one application and the libraries under libs/ to CommonJS with SWC (decorator metadata kept
+// Compiles one entry folder and the libraries under libs/ to CommonJS with SWC (decorator metadata kept
 // for NestJS), rewriting the tsconfig.base.json path aliases to relative requires.
-// Usage: node tools/build.mjs <app>   → dist/<app>/apps/<app>/src/main.js
+// Usage: node tools/build.mjs <app>     → dist/<app>/apps/<app>/src/main.js   (sources in apps/<app>/src)
+//        node tools/build.mjs <folder>  → dist/<folder>/<folder>/…           (sources in <folder>, e.g. bench)
 import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { join, relative, dirname } from 'node:path';
 import { transformFileSync } from '@swc/core';
 
 const root = new URL('..', import.meta.url).pathname;
 const app = process.argv[2];
-if (!app || !existsSync(join(root, 'apps', app, 'src'))) {
-  console.error(`usage: node tools/build.mjs <app>  (no apps/${app ?? ''}/src)`);
+const entry = [join(root, 'apps', app ?? '', 'src'), join(root, app ?? '')].find((dir) => app && existsSync(dir));
+if (!entry || entry === root) {
+  console.error(`usage: node tools/build.mjs <app | folder>  (neither apps/${app ?? ''}/src nor ${app ?? ''} exists)`);
   process.exit(2);
 }
 const swcrc = JSON.parse(readFileSync(join(root, '.swcrc'), 'utf8'));
@@ -31,10 +33,7 @@ function* sources(dir) {
 
 const out = join(root, 'dist', app);
 rmSync(out, { recursive: true, force: true });
-const dirs = [
-  join(root, 'apps', app, 'src'),
-  ...readdirSync(join(root, 'libs')).map((l) => join(root, 'libs', l, 'src')),
-];
+const dirs = [entry, ...readdirSync(join(root, 'libs')).map((l) => join(root, 'libs', l, 'src'))];
 let count = 0;
 for (const dir of dirs.filter(existsSync)) {
   for (const file of sources(dir)) {

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { LogController } from 'fastify';
 import pino from 'pino';
 import { RateLimiter, TokenVerifier } from '@caas/api-auth';
 import { AppModule } from './app.module';
@@ -16,7 +17,10 @@ export async function createApiApp(config: ApiConfig): Promise<NestFastifyApplic
     base: { app: 'api' },
     redact: ['req.headers.authorization', 'headers.authorization'],
   });
-  const adapter = new FastifyAdapter({ loggerInstance: logger, disableRequestLogging: true });
+  const adapter = new FastifyAdapter({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forConfig(config), adapter, {
     logger: new PinoNestLogger(logger),
     abortOnError: false,

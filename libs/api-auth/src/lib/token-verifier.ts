@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { PrismaClient } from '@caas/db';
+import type { Pool } from 'pg';
+import type { Role, TenantStatus } from '@caas/db';
 import { hashToken, looksLikeToken } from '@caas/security';
 import type { Principal } from './principal';
 import { AuthenticationError } from './principal';
@@ -16,17 +17,43 @@ export interface TokenVerifierOptions {
 
 const BEARER = /^Bearer ([^\s]+)$/;
 
+interface TokenRow {
+  id: string;
+  tenantId: string;
+  role: Role;
+  memberId: string | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  lastUsedAt: Date | null;
+  tenantStatus: TenantStatus;
+}
+
+// Plain SQL as a named prepared statement on the pool Prisma shares: this read runs on every request,
+// and Prisma's per-call query compilation would cost several times the query itself.
+const FIND_TOKEN = {
+  name: 'caas_api_token_by_hash',
+  text: `SELECT t.id, t."tenantId", t.role, t."memberId", t."expiresAt", t."revokedAt", t."lastUsedAt",
+                n.status AS "tenantStatus"
+           FROM api_tokens t JOIN tenants n ON n.id = t."tenantId"
+          WHERE t."tokenHash" = $1`,
+};
+const TOUCH_TOKEN = {
+  name: 'caas_api_token_touch',
+  text: `UPDATE api_tokens SET "lastUsedAt" = $2
+          WHERE id = $1 AND ("lastUsedAt" IS NULL OR "lastUsedAt" <= $3)`,
+};
+
 /**
  * Resolves an `Authorization` header to a principal with one indexed read (token joined with its
  * tenant's status). Never writes on the request path: `lastUsedAt` is refreshed in the background at
- * most once per interval.
+ * most once per interval, by a conditional update so racing replicas write once.
  */
 export class TokenVerifier {
   private readonly lastUsedIntervalMs: number;
   private readonly now: () => Date;
 
   constructor(
-    private readonly prisma: PrismaClient,
+    private readonly pool: Pool,
     private readonly options: TokenVerifierOptions,
   ) {
     this.lastUsedIntervalMs = options.lastUsedIntervalMs ?? 60_000;
@@ -41,38 +68,23 @@ export class TokenVerifier {
     const hash = hashToken(token);
     if (timingSafeEqual(hash, this.options.operatorTokenHash)) return { kind: 'operator' };
 
-    const row = await this.prisma.apiToken.findUnique({
-      where: { tokenHash: hash },
-      select: {
-        id: true,
-        tenantId: true,
-        role: true,
-        memberId: true,
-        expiresAt: true,
-        revokedAt: true,
-        lastUsedAt: true,
-        tenant: { select: { status: true } },
-      },
-    });
+    const { rows } = await this.pool.query<TokenRow>({ ...FIND_TOKEN, values: [Buffer.from(hash)] });
+    const row = rows[0] ?? null;
     if (row === null) throw new AuthenticationError('UNKNOWN');
     const now = this.now();
     if (row.revokedAt !== null) throw new AuthenticationError('REVOKED');
     if (row.expiresAt !== null && row.expiresAt <= now) throw new AuthenticationError('EXPIRED');
-    if (row.tenant.status !== 'ACTIVE') throw new AuthenticationError('TENANT_SUSPENDED');
+    if (row.tenantStatus !== 'ACTIVE') throw new AuthenticationError('TENANT_SUSPENDED');
     if (row.lastUsedAt === null || now.getTime() - row.lastUsedAt.getTime() >= this.lastUsedIntervalMs) {
       this.touch(row.id, now);
     }
     return { kind: 'tenant', tenantId: row.tenantId, tokenId: row.id, role: row.role, memberId: row.memberId };
   }
 
-  /** Conditional, so several replicas racing on one token write once per interval. */
   private touch(id: string, now: Date): void {
     const staleBefore = new Date(now.getTime() - this.lastUsedIntervalMs);
-    this.prisma.apiToken
-      .updateMany({
-        where: { id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lte: staleBefore } }] },
-        data: { lastUsedAt: now },
-      })
+    this.pool
+      .query({ ...TOUCH_TOKEN, values: [id, now, staleBefore] })
       .catch((error: unknown) => this.options.onBackgroundError?.(error));
   }
 }

