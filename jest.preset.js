@@ -11,7 +11,11 @@ const moduleNameMapper = Object.fromEntries(
 
 module.exports = {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['@swc/jest', { ...swcrc, swcrc: false }] },
+  transform: { '^.+\\.(ts|js)$': ['@swc/jest', { ...swcrc, swcrc: false }] },
+  // These dependencies load ESM-only packages (mercurius: `await import('quick-lru')`; @fastify/static, which
+  // mercurius registers for GraphiQL: content-disposition). Node runs them natively; Jest's CommonJS runtime
+  // cannot without --experimental-vm-modules, so they are compiled to CommonJS like our own code.
+  transformIgnorePatterns: ['/node_modules/(?!(mercurius|quick-lru|content-disposition|@fastify/static)/)'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper,
   testMatch: ['**/?(*.)+(spec|integration-spec|vm-spec|net-spec).ts'],

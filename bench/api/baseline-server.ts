@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     base: { app: 'bench-baseline' },
     redact: ['req.headers.authorization', 'headers.authorization'],
   });
-  const { prisma, pool } = createDb({ url: env('DATABASE_URL'), poolSize: intEnv('DB_POOL_SIZE', 10) });
+  const { prisma, pool, close } = createDb({ url: env('DATABASE_URL'), poolSize: intEnv('DB_POOL_SIZE', 10) });
   const redis = new Redis(env('REDIS_URL'), { maxRetriesPerRequest: 2, lazyConnect: false });
   const verifier = new TokenVerifier(pool, {
     operatorTokenHash: hashToken(operatorToken),
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
 
   const shutdown = async (): Promise<void> => {
     await app.close().catch(() => undefined);
-    await Promise.allSettled([prisma.$disconnect(), redis.quit()]);
+    await Promise.allSettled([close(), redis.quit()]);
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown());

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { ConfigError } from '@caas/config';
-import { createPrismaClient } from '@caas/db';
+import { createDb } from '@caas/db';
 import { loadSchedulerConfig } from './config/scheduler-config';
 
 /**
@@ -11,14 +11,18 @@ import { loadSchedulerConfig } from './config/scheduler-config';
 async function main(): Promise<void> {
   const config = loadSchedulerConfig();
   const log = pino({ level: config.LOG_LEVEL, base: { app: 'scheduler' } });
-  const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
+  const db = createDb({
+    url: config.DATABASE_URL,
+    poolSize: 2,
+    onIdleError: (error) => log.warn({ err: error }, 'idle PostgreSQL connection failed'),
+  });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 });
-  await prisma.$queryRaw`SELECT 1`;
+  await db.prisma.$queryRaw`SELECT 1`;
   await redis.ping();
   log.info('scheduler connected to PostgreSQL and Redis; no scheduling loops are implemented yet');
   const stop = async (signal: string) => {
     log.info({ signal }, 'scheduler stopping');
-    await Promise.allSettled([prisma.$disconnect(), redis.quit()]);
+    await Promise.allSettled([db.close(), redis.quit()]);
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));

@@ -38,9 +38,11 @@ export class ApiTokenService {
   async create(caller: TenantPrincipal, input: CreateApiTokenInput): Promise<CreateApiTokenPayload> {
     const name = input.name.trim();
     if (name.length < 1 || name.length > 100) throw invalid('name must be 1 to 100 characters.');
-    if (input.expiresAt !== undefined && input.expiresAt !== null && input.expiresAt.getTime() <= Date.now()) {
-      throw invalid('expiresAt must be in the future.');
+    const expiresAt = input.expiresAt ?? null;
+    if (expiresAt !== null && !(expiresAt.getUTCFullYear() <= 9999)) {
+      throw invalid('expiresAt is not a date and time before the year 10000.');
     }
+    if (expiresAt !== null && expiresAt.getTime() <= Date.now()) throw invalid('expiresAt must be in the future.');
     if (!roleAtLeast(caller.role, input.role)) {
       throw new ApiTokenException(
         ApiTokenExceptionCode.ROLE_ABOVE_CALLER,
@@ -54,7 +56,7 @@ export class ApiTokenService {
         memberId: caller.memberId,
         name,
         role: input.role,
-        expiresAt: input.expiresAt ?? null,
+        expiresAt,
         tokenHash: issued.hash,
         prefix: issued.prefix,
       },

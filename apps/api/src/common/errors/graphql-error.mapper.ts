@@ -81,9 +81,29 @@ export function toPublicError(error: unknown): PublicError {
         reason: typeof reason === 'string' ? reason : undefined,
       };
     }
-    // graphql-js syntax, validation and variable-coercion errors carry no original error: the query was wrong.
-    if (original === undefined)
+    // graphql-js syntax, validation and variable-coercion errors: no original error, or a GraphQLError the
+    // scalar or enum raised while coercing a variable. The query or its variables were wrong.
+    if (original === undefined || original instanceof GraphQLError) {
       return { message: error.message, code: ErrorCode.BAD_USER_INPUT, reason: 'INVALID_QUERY' };
+    }
+  }
+  // Fastify and Mercurius refuse malformed requests (a body that is not JSON, no query, a mutation over GET)
+  // with their own 4xx errors, whose messages are generic and safe to show.
+  if (isRequestError(original)) {
+    const message = error instanceof GraphQLError ? error.message : original.message;
+    return { message, code: ErrorCode.BAD_USER_INPUT, reason: 'INVALID_REQUEST' };
   }
   return { message: 'Internal server error.', code: ErrorCode.INTERNAL, internal: original ?? error };
+}
+
+function isRequestError(error: unknown): error is Error & { code: string; statusCode: number } {
+  if (!(error instanceof Error)) return false;
+  const { code, statusCode } = error as { code?: unknown; statusCode?: unknown };
+  return (
+    typeof code === 'string' &&
+    /^(FST|MER)_/.test(code) &&
+    typeof statusCode === 'number' &&
+    statusCode >= 400 &&
+    statusCode < 500
+  );
 }

@@ -1,11 +1,13 @@
 import type { MercuriusDriverConfig } from '@nestjs/mercurius';
 import type { FastifyRequest } from 'fastify';
-import type { ExecutionResult, GraphQLError } from 'graphql';
+import type { ExecutionResult } from 'graphql';
+import { GraphQLError } from 'graphql';
 import type { MercuriusContext } from 'mercurius';
 import type { QueryLimits } from '@caas/graphql-limits';
 import { checkPageSizeVariables, introspectionDisabledRule, queryLimitRules } from '@caas/graphql-limits';
 import type { ApiConfig } from '../../config/api-config';
 import type { RequestContext } from '../auth/principal.decorator';
+import { ErrorCode } from '../errors/error-code';
 import { toPublicError } from '../errors/graphql-error.mapper';
 
 export function queryLimitsOf(config: ApiConfig): QueryLimits {
@@ -21,9 +23,13 @@ export function queryLimitsOf(config: ApiConfig): QueryLimits {
 /** Every error leaves through here: a public code and message, never a stack, SQL or internal detail. */
 function formatErrors(execution: ExecutionResult & { errors: readonly GraphQLError[] }, context: MercuriusContext) {
   const log = context.reply?.log ?? context.app.log;
+  // Mercurius reports validation failures (and a mutation over GET) as one error carrying the real ones.
   const flat = execution.errors.flatMap((error) => {
     const nested = (error.originalError as { errors?: unknown } | undefined)?.errors;
-    return Array.isArray(nested) ? (nested as GraphQLError[]) : [error];
+    if (!Array.isArray(nested)) return [error];
+    return (nested as Error[]).map((inner) =>
+      inner instanceof GraphQLError ? inner : new GraphQLError(inner.message, { originalError: error.originalError }),
+    );
   });
   const errors = flat.map((error) => {
     const mapped = toPublicError(error);
@@ -36,9 +42,11 @@ function formatErrors(execution: ExecutionResult & { errors: readonly GraphQLErr
       extensions: { code: mapped.code, ...(mapped.reason !== undefined && { reason: mapped.reason }) },
     };
   });
-  // A request that never executed (syntax, validation, limits) is the client's fault: 400. Otherwise 200 with data.
+  // Our own failure before execution is a 500; a request refused before execution (syntax, validation, limits)
+  // is the client's fault: 400. Once executed, errors travel next to the data with 200.
   const executed = execution.data !== undefined;
-  return { statusCode: executed ? 200 : 400, response: { data: execution.data ?? null, errors } };
+  const statusCode = executed ? 200 : errors.some((e) => e.extensions.code === ErrorCode.INTERNAL) ? 500 : 400;
+  return { statusCode, response: { data: execution.data ?? null, errors } };
 }
 
 export function graphqlOptions(config: ApiConfig): MercuriusDriverConfig {

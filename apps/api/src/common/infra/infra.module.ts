@@ -2,7 +2,6 @@ import type { OnApplicationShutdown } from '@nestjs/common';
 import { Global, Inject, Logger, Module } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { RateLimiter, TokenVerifier } from '@caas/api-auth';
-import type { PrismaClient } from '@caas/db';
 import type { Db } from '@caas/db';
 import { createDb } from '@caas/db';
 import { SecretBox } from '@caas/security';
@@ -17,7 +16,14 @@ import { DB, PRISMA, REDIS } from './tokens';
     {
       provide: DB,
       inject: [API_CONFIG],
-      useFactory: (config: ApiConfig) => createDb({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE }),
+      useFactory: (config: ApiConfig) => {
+        const logger = new Logger('Db');
+        return createDb({
+          url: config.DATABASE_URL,
+          poolSize: config.DB_POOL_SIZE,
+          onIdleError: (error) => logger.warn(`idle PostgreSQL connection failed: ${error.message}`),
+        });
+      },
     },
     { provide: PRISMA, inject: [DB], useFactory: (db: Db) => db.prisma },
     {
@@ -56,11 +62,11 @@ import { DB, PRISMA, REDIS } from './tokens';
 })
 export class InfraModule implements OnApplicationShutdown {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(DB) private readonly db: Db,
     @Inject(REDIS) private readonly redis: Redis,
   ) {}
 
   async onApplicationShutdown(): Promise<void> {
-    await Promise.allSettled([this.prisma.$disconnect(), this.redis.quit()]);
+    await Promise.allSettled([this.db.close(), this.redis.quit()]);
   }
 }

@@ -1,6 +1,7 @@
 import type { Type } from '@nestjs/common';
 import { ArgsType, Field, Int, ObjectType } from '@nestjs/graphql';
 import { InputException, InputExceptionCode } from '../errors/common.exception';
+import { isUuid } from '../graphql/ids';
 
 export const DEFAULT_PAGE_SIZE = 20;
 
@@ -59,6 +60,9 @@ export interface Keyset {
   id: string;
 }
 
+const EARLIEST = new Date('2000-01-01T00:00:00Z');
+const LATEST = new Date('9999-12-31T23:59:59Z');
+
 export function encodeCursor(row: Keyset): string {
   return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
 }
@@ -67,7 +71,8 @@ function decodeCursor(cursor: string): Keyset {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
     const date = new Date(String(createdAt));
-    if (typeof id === 'string' && !Number.isNaN(date.getTime())) return { createdAt: date, id };
+    // Only what the server itself could have written: a UUID and a timestamp PostgreSQL can store.
+    if (typeof id === 'string' && isUuid(id) && date >= EARLIEST && date <= LATEST) return { createdAt: date, id };
   } catch {
     // fall through: any undecodable cursor is the caller's mistake
   }
