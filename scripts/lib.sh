@@ -12,6 +12,8 @@ mkdir -p "$STATE"
 : "${REDIS_URL:=redis://127.0.0.1:6379/0}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Runs a noisy step quietly; shows its output only when it fails.
+quietly() { local out; out="$("$@" 2>&1)" || { printf '%s\n' "$out" >&2; die "failed: $*"; }; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi; }
 
@@ -82,12 +84,12 @@ ensure_node_modules() {
     echo "$want" > "$stamp"
   fi
   say "generating the Prisma client"
-  (cd "$ROOT" && CHECKPOINT_DISABLE=1 npx nx run prisma:db:generate --skip-nx-cache >/dev/null)
+  (cd "$ROOT" && CHECKPOINT_DISABLE=1 quietly npx nx run prisma:db:generate --skip-nx-cache)
 }
 
 migrate() {
   say "applying migrations to $1"
-  (cd "$ROOT" && CHECKPOINT_DISABLE=1 DATABASE_URL="$(db_url "$1")" npx prisma migrate deploy >/dev/null)
+  (cd "$ROOT" && CHECKPOINT_DISABLE=1 DATABASE_URL="$(db_url "$1")" quietly npx prisma migrate deploy)
 }
 
 setup_machine() {

@@ -24,14 +24,16 @@ set -a; source "$ENV_FILE"; set +a
 URL="http://$HOST:$PORT"
 
 say "building the API"
-(cd "$ROOT" && npx nx run-many -t db:generate >/dev/null && node tools/build.mjs api >/dev/null)
+(cd "$ROOT" && quietly node tools/build.mjs api)
 
 if [ -f "$STATE/api.pid" ] && kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null; then
   say "stopping the previous API (pid $(cat "$STATE/api.pid"))"
   kill "$(cat "$STATE/api.pid")"; while kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null; do sleep 0.2; done
 fi
 say "starting the API on $URL (log: .caas/api.log)"
-(cd "$ROOT" && nohup node dist/api/apps/api/src/main.js >> "$STATE/api.log" 2>&1 & echo $! > "$STATE/api.pid")
+cd "$ROOT"
+nohup node dist/api/apps/api/src/main.js >>"$STATE/api.log" 2>&1 </dev/null &
+echo $! >"$STATE/api.pid"
 for _ in $(seq 1 60); do
   node -e "fetch('$URL/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" && break
   kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null || { tail -20 "$STATE/api.log"; die "the API exited"; }
