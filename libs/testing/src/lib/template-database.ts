@@ -115,6 +115,29 @@ async function seal(client: Client, buildName: string, name: string): Promise<vo
   await client.query(`ALTER DATABASE ${quoteIdent(name)} IS_TEMPLATE true`);
 }
 
+/**
+ * Templates of older migrations, for the same role, are dead weight once the current one exists: every
+ * change of the migrations would otherwise leave one more database behind. Best effort: one still being
+ * cloned (another checkout's run) stays and is dropped by a later run.
+ */
+async function dropStaleTemplates(adminUrl: string, current: string, hash: string): Promise<void> {
+  const suffix = current.slice(`caas_tpl_${hash}`.length);
+  await withAdminClient(adminUrl, async (client) => {
+    const { rows } = await client.query<{ datname: string }>(
+      `SELECT datname FROM pg_database
+        WHERE datistemplate AND datname LIKE 'caas\\_tpl\\_%' AND datname <> $1 AND right(datname, $2) = $3
+          AND pg_get_userbyid(datdba) = current_user`,
+      [current, suffix.length, suffix],
+    );
+    for (const { datname } of rows) {
+      await client
+        .query(`ALTER DATABASE ${quoteIdent(datname)} IS_TEMPLATE false`)
+        .then(() => client.query(`DROP DATABASE ${quoteIdent(datname)}`))
+        .catch(() => undefined);
+    }
+  });
+}
+
 const ensured = new Map<string, Promise<string>>();
 
 /**
@@ -133,6 +156,7 @@ export function ensureMigratedTemplate(adminUrl: string): Promise<string> {
       });
       const name = templateDatabaseName(role, hash);
       await ensureTemplateDatabase({ adminUrl, name, build: prismaMigrateDeploy });
+      await dropStaleTemplates(adminUrl, name, hash);
       return name;
     })();
     pending.catch(() => ensured.delete(key));
