@@ -11,6 +11,10 @@ import { InfraModule } from './common/infra/infra.module';
 import type { ApiConfig } from './config/api-config';
 import { API_CONFIG } from './config/api-config';
 import { HealthController } from './health/health.controller';
+import { NetworkPolicyModule } from './network-policy/network-policy.module';
+import { NodeModule } from './node/node.module';
+import { PodLogModule } from './pod-log/pod-log.module';
+import { PodModule } from './pod/pod.module';
 import { RegistryCredentialModule } from './registry-credential/registry-credential.module';
 import { TenantModule } from './tenant/tenant.module';
 import { ViewerModule } from './viewer/viewer.module';
@@ -28,6 +32,10 @@ export class AppModule {
         TenantModule,
         ApiTokenModule,
         RegistryCredentialModule,
+        PodModule,
+        NetworkPolicyModule,
+        NodeModule,
+        PodLogModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -1,13 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { GraphQLSchemaHost } from '@nestjs/graphql';
-import type { Role } from '@caas/db';
 import { hashToken, issueToken } from '@caas/security';
-import type { CreatedTenant, GqlResponse, TestApi } from './support/test-api';
+import { ROLE_MATRIX } from './support/matrix';
+import type { Caller, MatrixContext } from './support/role-matrix';
+import { CALLERS, expectedOutcome, runEntry } from './support/role-matrix';
+import type { CreatedTenant, TestApi } from './support/test-api';
 import { dataOf, expectError, firstError, ROLES, startTestApi, uniqueSlug } from './support/test-api';
-
-type Caller = Role | 'OPERATOR';
-const CALLERS: readonly Caller[] = [...ROLES, 'OPERATOR'];
-const TENANT_ROLES_FROM = (minimum: Role): Caller[] => ROLES.slice(ROLES.indexOf(minimum));
 
 let api: TestApi;
 
@@ -321,78 +319,12 @@ describe('cross-tenant isolation', () => {
 });
 
 describe('role matrix: who may call each root operation', () => {
-  /** Expected callers, as the resolvers declare them (see access-declarations.spec.ts). */
-  const ALLOWED: Record<string, Caller[]> = {
-    'Query.viewer': [...CALLERS],
-    'Query.tenant': TENANT_ROLES_FROM('VIEWER'),
-    'Query.quota': TENANT_ROLES_FROM('VIEWER'),
-    'Query.apiTokens': TENANT_ROLES_FROM('ADMIN'),
-    'Query.registryCredentials': TENANT_ROLES_FROM('MEMBER'),
-    'Query.tenants': ['OPERATOR'],
-    'Mutation.createApiToken': TENANT_ROLES_FROM('ADMIN'),
-    'Mutation.revokeApiToken': TENANT_ROLES_FROM('ADMIN'),
-    'Mutation.createRegistryCredential': TENANT_ROLES_FROM('ADMIN'),
-    'Mutation.deleteRegistryCredential': TENANT_ROLES_FROM('ADMIN'),
-    'Mutation.createTenant': ['OPERATOR'],
-    'Mutation.updateTenantQuota': ['OPERATOR'],
-    'Mutation.suspendTenant': ['OPERATOR'],
-    'Mutation.unsuspendTenant': ['OPERATOR'],
-  };
-
-  let home: CreatedTenant;
-  let target: CreatedTenant;
+  let context: MatrixContext;
   const tokens = {} as Record<Caller, string>;
 
-  /** One call of an operation, with whatever it needs prepared fresh (so every caller gets the same chance). */
-  const CALLS: Record<string, () => Promise<{ query: string; variables?: Record<string, unknown> }>> = {
-    'Query.viewer': async () => ({ query: '{ viewer { kind } }' }),
-    'Query.tenant': async () => ({ query: '{ tenant { id } }' }),
-    'Query.quota': async () => ({ query: '{ quota { maxPods } }' }),
-    'Query.apiTokens': async () => ({ query: '{ apiTokens { totalCount } }' }),
-    'Query.registryCredentials': async () => ({ query: '{ registryCredentials { totalCount } }' }),
-    'Query.tenants': async () => ({ query: '{ tenants { totalCount } }' }),
-    'Mutation.createApiToken': async () => ({
-      query: 'mutation { createApiToken(input: { name: "matrix", role: VIEWER }) { token } }',
-    }),
-    'Mutation.revokeApiToken': async () => {
-      const victim = await api.tokenWithRole(home.ownerToken, 'VIEWER');
-      return { query: `mutation { revokeApiToken(id: "${(await tokenRow(victim)).id}") { id } }` };
-    },
-    'Mutation.createRegistryCredential': async () => ({
-      query: 'mutation ($input: CreateRegistryCredentialInput!) { createRegistryCredential(input: $input) { id } }',
-      variables: { input: { registry: `${uniqueSlug('r')}.example`, username: 'u', secret: 's' } },
-    }),
-    'Mutation.deleteRegistryCredential': async () => {
-      const { createRegistryCredential } = dataOf(
-        await api.gql(
-          'mutation ($input: CreateRegistryCredentialInput!) { createRegistryCredential(input: $input) { id } }',
-          { input: { registry: `${uniqueSlug('r')}.example`, username: 'u', secret: 's' } },
-          home.ownerToken,
-        ),
-      );
-      return { query: `mutation { deleteRegistryCredential(id: "${createRegistryCredential.id}") { id } }` };
-    },
-    'Mutation.createTenant': async () => {
-      const slug = uniqueSlug();
-      return {
-        query: `mutation { createTenant(input: { slug: "${slug}", displayName: "m", ownerEmail: "o@${slug}.example" }) { ownerToken } }`,
-      };
-    },
-    'Mutation.updateTenantQuota': async () => ({
-      query: `mutation { updateTenantQuota(tenantId: "${target.tenantId}", input: { maxPods: 7 }) { id } }`,
-    }),
-    'Mutation.suspendTenant': async () => ({
-      query: `mutation { suspendTenant(tenantId: "${target.tenantId}") { id } }`,
-    }),
-    'Mutation.unsuspendTenant': async () => ({
-      query: `mutation { unsuspendTenant(tenantId: "${target.tenantId}") { id } }`,
-    }),
-  };
-
   beforeAll(async () => {
-    home = await api.createTenant();
-    target = await api.createTenant();
-    for (const role of ROLES) tokens[role] = await api.tokenWithRole(home.ownerToken, role);
+    context = { api, home: await api.createTenant(), target: await api.createTenant() };
+    for (const role of ROLES) tokens[role] = await api.tokenWithRole(context.home.ownerToken, role);
     tokens.OPERATOR = api.operatorToken;
   });
 
@@ -401,36 +333,16 @@ describe('role matrix: who may call each root operation', () => {
     const operations = [schema.getQueryType(), schema.getMutationType(), schema.getSubscriptionType()].flatMap(
       (type) => (type ? Object.keys(type.getFields()).map((field) => `${type.name}.${field}`) : []),
     );
-    expect(Object.keys(ALLOWED).sort()).toEqual(operations.sort());
-    expect(Object.keys(CALLS).sort()).toEqual(operations.sort());
+    expect(Object.keys(ROLE_MATRIX).sort()).toEqual(operations.sort());
   });
 
-  const outcome = (response: GqlResponse): string => {
-    if (response.body.errors === undefined && response.body.data !== null) return 'allowed';
-    const { code, reason } = firstError(response);
-    return `${code}/${reason}`;
-  };
-
-  it.each(Object.keys(ALLOWED))('%s', async (operation) => {
-    const [, field] = operation.split('.');
+  it.each(Object.keys(ROLE_MATRIX))('%s', async (operation) => {
+    const entry = ROLE_MATRIX[operation];
     const expected: Record<string, string> = {};
     const actual: Record<string, string> = {};
     for (const caller of CALLERS) {
-      const allowed = ALLOWED[operation].includes(caller);
-      expected[caller] = allowed
-        ? 'allowed'
-        : `FORBIDDEN/${
-            caller === 'OPERATOR'
-              ? 'TENANT_ONLY'
-              : ALLOWED[operation].includes('OPERATOR')
-                ? 'OPERATOR_ONLY'
-                : 'ROLE_TOO_LOW'
-          }`;
-      const { query, variables } = await CALLS[operation]();
-      const response = await api.gql(query, variables, tokens[caller]);
-      actual[caller] = outcome(response);
-      if (actual[caller] === 'allowed') expect(response.body.data?.[field]).toBeTruthy();
-      else expect(response.body.data).toBeNull();
+      expected[caller] = expectedOutcome(entry, caller);
+      actual[caller] = await runEntry(operation, entry, context, tokens[caller]);
     }
     expect(actual).toEqual(expected);
   });

@@ -1,6 +1,10 @@
 import { GraphQLError } from 'graphql';
 import { Prisma } from '@caas/db';
 import { ApiTokenExceptionCode } from '../../api-token/api-token.exception';
+import { NetworkPolicyExceptionCode } from '../../network-policy/network-policy.exception';
+import { NodeExceptionCode } from '../../node/node.exception';
+import { PodLogExceptionCode } from '../../pod-log/pod-log.exception';
+import { PodExceptionCode } from '../../pod/pod.exception';
 import { RegistryCredentialExceptionCode } from '../../registry-credential/registry-credential.exception';
 import { TenantExceptionCode } from '../../tenant/tenant.exception';
 import { AuthExceptionCode, InputExceptionCode } from './common.exception';
@@ -12,7 +16,11 @@ type ModuleCode =
   | InputExceptionCode
   | TenantExceptionCode
   | ApiTokenExceptionCode
-  | RegistryCredentialExceptionCode;
+  | RegistryCredentialExceptionCode
+  | PodExceptionCode
+  | NetworkPolicyExceptionCode
+  | NodeExceptionCode
+  | PodLogExceptionCode;
 
 /** The one place module codes meet the public set. Adding a module code without a case fails to compile. */
 export function publicCodeOf(code: ModuleCode): ErrorCode {
@@ -37,15 +45,28 @@ export function publicCodeOf(code: ModuleCode): ErrorCode {
     case TenantExceptionCode.INVALID_TENANT_INPUT:
     case ApiTokenExceptionCode.INVALID_API_TOKEN_INPUT:
     case RegistryCredentialExceptionCode.INVALID_REGISTRY_CREDENTIAL_INPUT:
+    case PodExceptionCode.INVALID_POD_INPUT:
+    case NetworkPolicyExceptionCode.INVALID_NETWORK_POLICY_INPUT:
+    case NodeExceptionCode.INVALID_NODE_INPUT:
+    case PodLogExceptionCode.INVALID_LOG_QUERY:
       return ErrorCode.BAD_USER_INPUT;
     case TenantExceptionCode.TENANT_NOT_FOUND:
     case ApiTokenExceptionCode.API_TOKEN_NOT_FOUND:
     case RegistryCredentialExceptionCode.REGISTRY_CREDENTIAL_NOT_FOUND:
+    case PodExceptionCode.POD_NOT_FOUND:
+    case NetworkPolicyExceptionCode.NETWORK_POLICY_NOT_FOUND:
+    case NodeExceptionCode.NODE_NOT_FOUND:
       return ErrorCode.NOT_FOUND;
     case TenantExceptionCode.SLUG_TAKEN:
     case TenantExceptionCode.NETWORK_IDS_EXHAUSTED:
     case RegistryCredentialExceptionCode.REGISTRY_CREDENTIAL_EXISTS:
+    case PodExceptionCode.POD_NAME_TAKEN:
+    case PodExceptionCode.INVALID_POD_STATE:
+    case PodExceptionCode.SUBNET_EXHAUSTED:
+    case NetworkPolicyExceptionCode.NETWORK_POLICY_NAME_TAKEN:
       return ErrorCode.CONFLICT;
+    case PodExceptionCode.POD_QUOTA_EXCEEDED:
+      return ErrorCode.QUOTA_EXCEEDED;
   }
 }
 

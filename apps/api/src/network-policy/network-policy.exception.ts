@@ -1,0 +1,9 @@
+import { ModuleException } from '../common/errors/module.exception';
+
+export enum NetworkPolicyExceptionCode {
+  NETWORK_POLICY_NOT_FOUND = 'NETWORK_POLICY_NOT_FOUND',
+  NETWORK_POLICY_NAME_TAKEN = 'NETWORK_POLICY_NAME_TAKEN',
+  INVALID_NETWORK_POLICY_INPUT = 'INVALID_NETWORK_POLICY_INPUT',
+}
+
+export class NetworkPolicyException extends ModuleException<NetworkPolicyExceptionCode> {}
