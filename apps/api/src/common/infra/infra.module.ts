@@ -7,6 +7,7 @@ import { createDb } from '@caas/db';
 import { SecretBox } from '@caas/security';
 import type { ApiConfig } from '../../config/api-config';
 import { API_CONFIG } from '../../config/api-config';
+import { PodEventBus } from '../events/pod-event-bus';
 import { DB, PRISMA, REDIS } from './tokens';
 
 /** Process-wide clients (PostgreSQL, Redis) and the services built directly on them. */
@@ -57,8 +58,9 @@ import { DB, PRISMA, REDIS } from './tokens';
       inject: [API_CONFIG],
       useFactory: (config: ApiConfig) => new SecretBox(config.secretsKey),
     },
+    PodEventBus,
   ],
-  exports: [PRISMA, REDIS, TokenVerifier, RateLimiter, SecretBox],
+  exports: [DB, PRISMA, REDIS, TokenVerifier, RateLimiter, SecretBox, PodEventBus],
 })
 export class InfraModule implements OnApplicationShutdown {
   constructor(
