@@ -317,6 +317,19 @@ describe('suspendTenant / unsuspendTenant', () => {
     expectError(await api.gql(SUSPEND, { id: 'nope' }, api.operatorToken), 'BAD_USER_INPUT', 'INVALID_ID');
   });
 
+  it('suspends once when asked many times at once: one state change, one outbox row', async () => {
+    const { tenantId } = await api.createTenant();
+    const before = await api.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => api.gql(SUSPEND, { id: tenantId }, api.operatorToken)),
+    );
+    for (const answer of answers) expect(dataOf(answer).suspendTenant.status).toBe('SUSPENDED');
+    const after = await api.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    expect(after.generation).toBe(before.generation + 1);
+    const outbox = await api.prisma.outboxMessage.findMany({ where: { aggregateId: tenantId } });
+    expect(outbox.map((m) => [m.kind, m.generation])).toEqual([['tenant.suspended', after.generation]]);
+  });
+
   it('leaves an active tenant alone when asked to unsuspend it', async () => {
     const { tenantId } = await api.createTenant();
     const { unsuspendTenant } = dataOf(await api.gql(UNSUSPEND, { id: tenantId }, api.operatorToken));

@@ -101,46 +101,59 @@ export class TenantService {
 
   async updateQuota(tenantId: string, input: QuotaInput): Promise<Tenant> {
     const quota = this.checkQuota(input);
-    return this.mutate(tenantId, { ...quota, generation: { increment: 1 } }, 'tenant.quota-changed');
+    return this.mutate(tenantId, {}, quota, 'tenant.quota-changed');
   }
 
   /** Refuses the tenant's tokens at once; the outbox row lets the scheduler stop its pods. Idempotent. */
-  async suspend(tenantId: string): Promise<Tenant> {
-    const row = await this.row(tenantId);
-    if (row.status === 'SUSPENDED') return toTenant(row);
+  suspend(tenantId: string): Promise<Tenant> {
     return this.mutate(
       tenantId,
-      { status: 'SUSPENDED', suspendedAt: new Date(), generation: { increment: 1 } },
+      { status: 'ACTIVE' },
+      { status: 'SUSPENDED', suspendedAt: new Date() },
       'tenant.suspended',
     );
   }
 
-  async unsuspend(tenantId: string): Promise<Tenant> {
-    const row = await this.row(tenantId);
-    if (row.status === 'ACTIVE') return toTenant(row);
+  unsuspend(tenantId: string): Promise<Tenant> {
     return this.mutate(
       tenantId,
-      { status: 'ACTIVE', suspendedAt: null, generation: { increment: 1 } },
+      { status: 'SUSPENDED' },
+      { status: 'ACTIVE', suspendedAt: null },
       'tenant.unsuspended',
     );
   }
 
-  /** Updates the tenant and records an outbox row for the control plane, in one transaction. */
-  private async mutate(tenantId: string, data: Prisma.TenantUpdateInput, kind: string): Promise<Tenant> {
-    await this.row(tenantId);
+  /**
+   * Changes the tenant when it matches `when` (so racing callers change it once), bumping its generation
+   * and recording an outbox row for the control plane in the same transaction. When the tenant exists but
+   * no longer matches, nothing is written and its current state is returned.
+   */
+  private async mutate(
+    tenantId: string,
+    when: Prisma.TenantWhereInput,
+    data: Prisma.TenantUpdateManyMutationInput,
+    kind: string,
+  ): Promise<Tenant> {
     const row = await this.prisma.$transaction(async (tx) => {
-      const updated = await tx.tenant.update({ where: { id: tenantId }, data });
-      await tx.outboxMessage.create({
-        data: {
-          aggregateType: 'tenant',
-          aggregateId: tenantId,
-          tenantId,
-          generation: updated.generation,
-          kind,
-          payload: { status: updated.status },
-        },
+      const { count } = await tx.tenant.updateMany({
+        where: { id: tenantId, ...when },
+        data: { ...data, generation: { increment: 1 } },
       });
-      return updated;
+      const current = await tx.tenant.findUnique({ where: { id: tenantId } });
+      if (current === null) throw new TenantException(TenantExceptionCode.TENANT_NOT_FOUND, 'Tenant not found.');
+      if (count === 1) {
+        await tx.outboxMessage.create({
+          data: {
+            aggregateType: 'tenant',
+            aggregateId: tenantId,
+            tenantId,
+            generation: current.generation,
+            kind,
+            payload: { status: current.status },
+          },
+        });
+      }
+      return current;
     });
     return toTenant(row);
   }
