@@ -56,3 +56,12 @@ export function nthBlock(pool: Cidr, prefix: number, index: number): Cidr {
   const blocks = blockSize(pool.prefix) / blockSize(prefix);
   return { base: pool.base + (index % blocks) * blockSize(prefix), prefix };
 }
+
+/**
+ * The host addresses of a block: every address but the network and broadcast addresses. A /31 has no
+ * broadcast address (RFC 3021) and a /32 is a single host, so both are wholly usable.
+ */
+export function hostRange({ base, prefix }: Cidr): { first: number; last: number } {
+  const size = blockSize(prefix);
+  return size <= 2 ? { first: base, last: base + size - 1 } : { first: base + 1, last: base + size - 2 };
+}

@@ -36,6 +36,7 @@ export function publicCodeOf(code: ModuleCode): ErrorCode {
     case ApiTokenExceptionCode.ROLE_ABOVE_CALLER:
       return ErrorCode.FORBIDDEN;
     case AuthExceptionCode.RATE_LIMITED:
+    case PodLogExceptionCode.TOO_MANY_LOG_STREAMS:
       return ErrorCode.RATE_LIMITED;
     case InputExceptionCode.INVALID_ID:
     case InputExceptionCode.INVALID_CURSOR:
@@ -56,6 +57,7 @@ export function publicCodeOf(code: ModuleCode): ErrorCode {
     case PodExceptionCode.POD_NOT_FOUND:
     case NetworkPolicyExceptionCode.NETWORK_POLICY_NOT_FOUND:
     case NodeExceptionCode.NODE_NOT_FOUND:
+    case PodLogExceptionCode.POD_NOT_FOUND:
       return ErrorCode.NOT_FOUND;
     case TenantExceptionCode.SLUG_TAKEN:
     case TenantExceptionCode.NETWORK_IDS_EXHAUSTED:
@@ -64,6 +66,7 @@ export function publicCodeOf(code: ModuleCode): ErrorCode {
     case PodExceptionCode.INVALID_POD_STATE:
     case PodExceptionCode.SUBNET_EXHAUSTED:
     case NetworkPolicyExceptionCode.NETWORK_POLICY_NAME_TAKEN:
+    case NetworkPolicyExceptionCode.NETWORK_POLICY_CHANGED_CONCURRENTLY:
       return ErrorCode.CONFLICT;
     case PodExceptionCode.POD_QUOTA_EXCEEDED:
       return ErrorCode.QUOTA_EXCEEDED;

@@ -1,4 +1,4 @@
-import { contains, formatAddress, formatCidr, isPrivate, nthBlock, parseAddress, parseCidr } from '../cidr';
+import { contains, formatAddress, formatCidr, hostRange, isPrivate, nthBlock, parseAddress, parseCidr } from '../cidr';
 
 const cidr = (text: string) => {
   const parsed = parseCidr(text);
@@ -38,5 +38,18 @@ describe('IPv4 CIDR', () => {
     expect(formatCidr(nthBlock(pool, 20, 2047))).toBe('10.255.240.0/20');
     expect(formatCidr(nthBlock(pool, 20, 2048))).toBe('10.128.0.0/20');
     expect(() => nthBlock(pool, 8, 0)).toThrow(RangeError);
+  });
+
+  it('gives the host addresses of a block, without its network and broadcast addresses', () => {
+    const range = (text: string) => {
+      const { first, last } = hostRange(cidr(text));
+      return [formatAddress(first), formatAddress(last)];
+    };
+    expect(range('10.20.0.0/16')).toEqual(['10.20.0.1', '10.20.255.254']);
+    expect(range('192.168.1.16/28')).toEqual(['192.168.1.17', '192.168.1.30']);
+    expect(range('10.0.0.0/30')).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(range('10.0.0.0/31')).toEqual(['10.0.0.0', '10.0.0.1']);
+    expect(range('10.0.0.7/32')).toEqual(['10.0.0.7', '10.0.0.7']);
+    expect(range('0.0.0.0/0')).toEqual(['0.0.0.1', '255.255.255.254']);
   });
 });

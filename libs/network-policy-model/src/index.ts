@@ -1,0 +1,3 @@
+export * from './lib/labels';
+export * from './lib/model';
+export * from './lib/normalize';
