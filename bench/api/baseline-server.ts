@@ -7,7 +7,8 @@
  *   the same function apps/api/src/common/auth/request-authentication.ts calls (same clients, options, key prefix);
  * - `createDb` from @caas/db with the same pool size, and the same read as `TenantService.get`
  *   (`tenant.findUnique` by id, the whole row);
- * - the same JSON body as the GraphQL response: `{"data":{"viewer":{"tenant":{"name":"<slug>"}}}}`.
+ * - for `pods(first: 20)`, the same reads as `PodService.list` (findMany of 21 with the node's name, count);
+ * - the same JSON bodies as the GraphQL responses.
  *
  * It answers POST /graphql (the client sends the very same request to both servers, so Fastify parses the
  * same JSON body) and GET /healthz. Configured from the same environment variables as the API.
@@ -20,6 +21,7 @@ import type { Principal } from '@caas/api-auth';
 import { authenticate, RateLimiter, TokenVerifier } from '@caas/api-auth';
 import { createDb } from '@caas/db';
 import { hashToken, looksLikeToken } from '@caas/security';
+import { PODS_QUERY, TRIVIAL_QUERY } from './queries';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -88,15 +90,33 @@ async function main(): Promise<void> {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  // `{ viewer { tenant { name: slug } } }`, by hand: the same read as TenantService.get, the same JSON.
+  // The two benchmark queries, by hand: the same reads as TenantService.get and PodService.list, the same JSON.
   app.post('/graphql', async (request, reply) => {
     const principal = request.principal;
     if (principal === null)
       return refuse(reply, 401, 'UNAUTHENTICATED', 'NOT_AUTHENTICATED', 'Authentication required.');
-    if (principal.kind === 'operator') return { data: { viewer: { tenant: null } } };
-    const row = await prisma.tenant.findUnique({ where: { id: principal.tenantId } });
-    if (row === null) return refuse(reply, 200, 'NOT_FOUND', 'TENANT_NOT_FOUND', 'Tenant not found.');
-    return { data: { viewer: { tenant: { name: row.slug } } } };
+    if (principal.kind === 'operator') return refuse(reply, 200, 'FORBIDDEN', 'TENANT_ONLY', 'Tenant only.');
+    const { query } = request.body as { query?: string };
+    if (query === TRIVIAL_QUERY) {
+      const row = await prisma.tenant.findUnique({ where: { id: principal.tenantId } });
+      if (row === null) return refuse(reply, 200, 'NOT_FOUND', 'TENANT_NOT_FOUND', 'Tenant not found.');
+      return { data: { viewer: { tenant: { name: row.slug } } } };
+    }
+    if (query === PODS_QUERY) {
+      const where = { tenantId: principal.tenantId, AND: [] };
+      const [rows, totalCount] = await Promise.all([
+        prisma.pod.findMany({
+          where,
+          orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+          take: 21,
+          include: { node: { select: { name: true } } },
+        }),
+        prisma.pod.count({ where }),
+      ]);
+      const edges = rows.slice(0, 20).map((p) => ({ node: { id: p.id, name: p.name, phase: p.phase, ip: p.ip } }));
+      return { data: { pods: { totalCount, edges } } };
+    }
+    return refuse(reply, 400, 'BAD_USER_INPUT', 'UNKNOWN_QUERY', 'The baseline answers the benchmark queries only.');
   });
 
   const shutdown = async (): Promise<void> => {
