@@ -52,7 +52,7 @@ describe('query limits, enforced before any resolver runs', () => {
   it('refuses a query whose pages multiply past the cost limit', async () => {
     const page =
       'apiTokens(first: 100) { edges { node { id name prefix role expiresAt revokedAt lastUsedAt createdAt } } }';
-    const query = `{ ${Array.from({ length: 5 }, (_, i) => `p${i}: ${page}`).join(' ')} }`;
+    const query = `{ ${Array.from({ length: 11 }, (_, i) => `p${i}: ${page}`).join(' ')} }`;
     const response = await refusedBeforeExecution(() => api.gql(query, undefined, tenant.ownerToken));
     expectError(response, 'BAD_USER_INPUT', 'QUERY_TOO_COSTLY');
   });
