@@ -5,6 +5,11 @@ import { RESOLVER_NAME_METADATA, RESOLVER_TYPE_METADATA } from '@nestjs/graphql'
 import { ApiTokenResolver } from '../api-token/api-token.resolver';
 import type { AccessDeclaration } from '../common/auth/access.decorator';
 import { ACCESS_METADATA } from '../common/auth/access.decorator';
+import { NetworkPolicyResolver } from '../network-policy/network-policy.resolver';
+import { NodeResolver } from '../node/node.resolver';
+import { PodLogResolver } from '../pod-log/pod-log.resolver';
+import { EventResolver } from '../pod/event.resolver';
+import { PodResolver } from '../pod/pod.resolver';
 import { RegistryCredentialResolver } from '../registry-credential/registry-credential.resolver';
 import { TenantResolver } from '../tenant/tenant.resolver';
 import { ViewerResolver } from '../viewer/viewer.resolver';
@@ -12,6 +17,11 @@ import { ViewerResolver } from '../viewer/viewer.resolver';
 /** Every resolver class of the app. A resolver file not listed here fails the test below. */
 const RESOLVERS: Record<string, new (...args: never[]) => object> = {
   'api-token/api-token.resolver.ts': ApiTokenResolver,
+  'network-policy/network-policy.resolver.ts': NetworkPolicyResolver,
+  'node/node.resolver.ts': NodeResolver,
+  'pod-log/pod-log.resolver.ts': PodLogResolver,
+  'pod/event.resolver.ts': EventResolver,
+  'pod/pod.resolver.ts': PodResolver,
   'registry-credential/registry-credential.resolver.ts': RegistryCredentialResolver,
   'tenant/tenant.resolver.ts': TenantResolver,
   'viewer/viewer.resolver.ts': ViewerResolver,
@@ -80,20 +90,42 @@ describe('access declarations', () => {
     );
     expect(table).toMatchInlineSnapshot(`
      {
+       "Mutation.cordonNode": "operator",
        "Mutation.createApiToken": "tenant >= ADMIN",
+       "Mutation.createNetworkPolicy": "tenant >= ADMIN",
+       "Mutation.createNodeJoinToken": "operator",
+       "Mutation.createPod": "tenant >= MEMBER",
        "Mutation.createRegistryCredential": "tenant >= ADMIN",
        "Mutation.createTenant": "operator",
+       "Mutation.deleteNetworkPolicy": "tenant >= ADMIN",
+       "Mutation.deletePod": "tenant >= MEMBER",
        "Mutation.deleteRegistryCredential": "tenant >= ADMIN",
+       "Mutation.drainNode": "operator",
+       "Mutation.restartPod": "tenant >= MEMBER",
        "Mutation.revokeApiToken": "tenant >= ADMIN",
+       "Mutation.startPod": "tenant >= MEMBER",
+       "Mutation.stopPod": "tenant >= MEMBER",
        "Mutation.suspendTenant": "operator",
+       "Mutation.uncordonNode": "operator",
        "Mutation.unsuspendTenant": "operator",
+       "Mutation.updateNetworkPolicy": "tenant >= ADMIN",
        "Mutation.updateTenantQuota": "operator",
        "Query.apiTokens": "tenant >= ADMIN",
+       "Query.events": "tenant >= VIEWER",
+       "Query.networkPolicies": "tenant >= VIEWER",
+       "Query.networkPolicy": "tenant >= VIEWER",
+       "Query.node": "operator",
+       "Query.nodes": "operator",
+       "Query.pod": "tenant >= VIEWER",
+       "Query.podLogs": "tenant >= VIEWER",
+       "Query.pods": "tenant >= VIEWER",
        "Query.quota": "tenant >= VIEWER",
        "Query.registryCredentials": "tenant >= MEMBER",
        "Query.tenant": "tenant >= VIEWER",
        "Query.tenants": "operator",
        "Query.viewer": "authenticated",
+       "Subscription.podEvents": "tenant >= VIEWER",
+       "Subscription.podLogs": "tenant >= VIEWER",
      }
     `);
   });

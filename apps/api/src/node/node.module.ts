@@ -1,4 +1,6 @@
 import { Module } from '@nestjs/common';
+import { NodeResolver } from './node.resolver';
+import { NodeService } from './node.service';
 
-@Module({ providers: [] })
+@Module({ providers: [NodeResolver, NodeService] })
 export class NodeModule {}

@@ -1,32 +1,33 @@
 import type { OnApplicationShutdown } from '@nestjs/common';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
+import type { PodEventMessage } from '@caas/log-stream-contract';
+import { parsePodEventMessage, podEventChannel } from '@caas/log-stream-contract';
 import { REDIS } from '../infra/tokens';
 
-/** What subscribers of `podEvents(podId)` receive: one row of the `events` table, as published. */
-export interface PodEventMessage {
-  id: string;
-  tenantId: string;
-  podId: string;
-  type: 'NORMAL' | 'WARNING';
-  reason: string;
-  /** Never carries secret values (they are redacted before an event is written). */
-  message: string;
-  createdAt: string;
-}
+// The channel name and message shape are a contract with the scheduler, which publishes events too.
+export type { PodEventMessage } from '@caas/log-stream-contract';
+export { podEventChannel } from '@caas/log-stream-contract';
 
-/** Redis pub/sub channel of one pod's events. Any API replica publishes; any replica's subscribers receive. */
-export const podEventChannel = (podId: string) => `caas:pod-events:${podId}`;
+type Listener = (message: PodEventMessage) => void;
+
+interface ChannelState {
+  listeners: Set<Listener>;
+  /** Settles when Redis has confirmed the SUBSCRIBE; every subscriber of the channel waits for it. */
+  ready: Promise<void>;
+}
 
 /**
  * Pod events travel through Redis pub/sub, never through process memory, so a subscriber connected to
  * one API replica sees events written by another. Publish after the transaction that wrote the event
- * row commits. One subscriber connection per process fans messages out to local subscriptions.
+ * row commits. One subscriber connection per process fans messages out to local subscriptions; a
+ * channel is subscribed in Redis exactly while this process has a listener for it.
  */
 @Injectable()
 export class PodEventBus implements OnApplicationShutdown {
+  private readonly logger = new Logger(PodEventBus.name);
   private subscriber: Redis | undefined;
-  private readonly listeners = new Map<string, Set<(message: PodEventMessage) => void>>();
+  private readonly channels = new Map<string, ChannelState>();
 
   constructor(@Inject(REDIS) private readonly redis: Redis) {}
 
@@ -34,40 +35,77 @@ export class PodEventBus implements OnApplicationShutdown {
     await this.redis.publish(podEventChannel(event.podId), JSON.stringify(event));
   }
 
-  /** Calls `listener` for each event of the pod until the returned function is called. */
-  async subscribe(podId: string, listener: (message: PodEventMessage) => void): Promise<() => Promise<void>> {
+  /**
+   * Calls `listener` for each event of the pod until the returned function is called. Resolves once
+   * Redis has confirmed the subscription: an event published after that is delivered.
+   */
+  async subscribe(podId: string, listener: Listener): Promise<() => Promise<void>> {
     const channel = podEventChannel(podId);
     const subscriber = this.connection();
-    let set = this.listeners.get(channel);
-    if (set === undefined) {
-      set = new Set();
-      this.listeners.set(channel, set);
-      await subscriber.subscribe(channel);
+    let state = this.channels.get(channel);
+    if (state === undefined) {
+      const created: ChannelState = {
+        listeners: new Set(),
+        ready: subscriber.subscribe(channel).then(() => undefined),
+      };
+      this.channels.set(channel, created);
+      state = created;
     }
-    set.add(listener);
+    state.listeners.add(listener);
+    try {
+      await state.ready;
+    } catch (error) {
+      await this.remove(channel, state, listener);
+      throw error;
+    }
+    let done = false;
     return async () => {
-      const current = this.listeners.get(channel);
-      if (current === undefined || !current.delete(listener) || current.size > 0) return;
-      this.listeners.delete(channel);
-      await subscriber.unsubscribe(channel);
+      if (done) return;
+      done = true;
+      await this.remove(channel, state, listener);
     };
   }
 
   async onApplicationShutdown(): Promise<void> {
-    this.listeners.clear();
+    this.channels.clear();
     await this.subscriber?.quit().catch(() => undefined);
+  }
+
+  private async remove(channel: string, state: ChannelState, listener: Listener): Promise<void> {
+    state.listeners.delete(listener);
+    // Commands on one connection run in order, so a SUBSCRIBE sent by a later subscriber lands after this.
+    if (state.listeners.size > 0 || this.channels.get(channel) !== state) return;
+    this.channels.delete(channel);
+    await this.subscriber?.unsubscribe(channel).catch((error: unknown) => {
+      this.logger.warn(`UNSUBSCRIBE ${channel} failed: ${String(error)}`);
+    });
   }
 
   private connection(): Redis {
     if (this.subscriber === undefined) {
-      this.subscriber = this.redis.duplicate();
-      this.subscriber.on('message', (channel: string, payload: string) => {
-        const set = this.listeners.get(channel);
-        if (set === undefined) return;
-        const message = JSON.parse(payload) as PodEventMessage;
-        for (const listener of set) listener(message);
-      });
+      const subscriber = this.redis.duplicate({ connectionName: 'caas:api:pod-events' });
+      subscriber.on('error', (error: Error) => this.logger.warn(`pod event subscriber: ${error.message}`));
+      subscriber.on('message', (channel: string, payload: string) => this.dispatch(channel, payload));
+      this.subscriber = subscriber;
     }
     return this.subscriber;
+  }
+
+  private dispatch(channel: string, payload: string): void {
+    const state = this.channels.get(channel);
+    if (state === undefined) return;
+    const message = parsePodEventMessage(payload);
+    // Whatever is published on the channel must be this pod's event; anything else is dropped.
+    if (message === null || podEventChannel(message.podId) !== channel) {
+      this.logger.warn(`dropped a malformed message on ${channel}`);
+      return;
+    }
+    for (const listener of state.listeners) {
+      try {
+        listener(message);
+      } catch (error) {
+        this.logger.error(`pod event listener failed: ${String(error)}`);
+      }
+    }
   }
 }

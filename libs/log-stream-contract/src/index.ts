@@ -1,0 +1,2 @@
+export * from './lib/pod-logs';
+export * from './lib/pod-events';
