@@ -17,11 +17,8 @@ import {
   setPod,
 } from '../pod/__tests__/pod-fixtures';
 import { podEnvSecretContext } from '../pod/pod.service';
-import { podMatrix } from './support/matrix/pod.matrix';
-import type { Caller, MatrixContext } from './support/role-matrix';
-import { CALLERS, expectedOutcome, runEntry } from './support/role-matrix';
 import type { CreatedTenant, Data, GqlResponse, TestApi } from './support/test-api';
-import { dataOf, expectError, ROLES, startTestApi } from './support/test-api';
+import { dataOf, expectError, startTestApi } from './support/test-api';
 
 let api: TestApi;
 /** Every response of this file, to prove no secret value ever comes back. */
@@ -542,33 +539,6 @@ describe('tenant isolation', () => {
     expect(await loader.loadBatch([{ tenantId: b.tenantId, podId: aPod.id }])).toEqual([[]]);
     expect(await loader.loadBatch([{ tenantId: a.tenantId, podId: aPod.id }])).toEqual([[expect.anything()]]);
   });
-});
-
-describe('roles', () => {
-  let context: MatrixContext;
-  const tokens = {} as Record<Caller, string>;
-
-  beforeAll(async () => {
-    context = { api, home: await api.createTenant(), target: await api.createTenant() };
-    for (const role of ROLES) tokens[role] = await api.tokenWithRole(context.home.ownerToken, role);
-    tokens.OPERATOR = api.operatorToken;
-  });
-
-  it.each(Object.keys(podMatrix))(
-    '%s: reads for VIEWER and up, changes for MEMBER and up, never the operator',
-    async (operation) => {
-      const entry = podMatrix[operation];
-      const expected: Record<string, string> = {};
-      const actual: Record<string, string> = {};
-      for (const caller of CALLERS) {
-        expected[caller] = expectedOutcome(entry, caller);
-        actual[caller] = await runEntry(operation, entry, context, tokens[caller]);
-      }
-      expect(actual).toEqual(expected);
-      if (operation.startsWith('Query.')) expect(entry.allowed).toEqual(['VIEWER', 'MEMBER', 'ADMIN', 'OWNER']);
-      else expect(entry.allowed).toEqual(['MEMBER', 'ADMIN', 'OWNER']);
-    },
-  );
 });
 
 describe('write-only secrets', () => {
