@@ -1,7 +1,7 @@
 import { GraphQLSchemaHost } from '@nestjs/graphql';
 import type { Redis } from 'ioredis';
 import { createPod, podInput } from '../pod/__tests__/pod-fixtures';
-import { appendLog, testRedis } from './support/stream-fixtures';
+import { appendLog, deleteLogStreams, testRedis } from './support/stream-fixtures';
 import type { CreatedTenant, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, firstError, startTestApi, uniqueSlug } from './support/test-api';
 import type { ServerFrame, WsClient } from './support/ws-client';
@@ -224,6 +224,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await ws?.close();
+  if (redis && api) await deleteLogStreams(api, redis);
   redis?.disconnect();
   await api?.close();
 });

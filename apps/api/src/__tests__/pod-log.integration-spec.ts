@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { POD_LOG_LINE_MAX_BYTES, podLogStreamKey } from '@caas/log-stream-contract';
-import { appendLog, insertPod, testRedis } from './support/stream-fixtures';
+import { appendLog, deleteLogStreams, insertPod, testRedis } from './support/stream-fixtures';
 import type { CreatedTenant, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, expectError, firstError, startTestApi } from './support/test-api';
 
@@ -20,6 +20,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (redis && api) await deleteLogStreams(api, redis);
   redis?.disconnect();
   await api?.close();
 });

@@ -6,6 +6,7 @@ import { PodEventBus } from '../common/events/pod-event-bus';
 import { POD_LOG_LIMITS } from '../pod-log/utils/pod-log-limits';
 import {
   appendLog,
+  deleteLogStreams,
   eventChannelSubscribers,
   eventually,
   insertPod,
@@ -42,6 +43,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  if (redis && api) await deleteLogStreams(api, redis);
   redis?.disconnect();
   await other?.close();
   await api?.close();

@@ -1,12 +1,21 @@
 import Redis from 'ioredis';
 import type { Prisma } from '@caas/db';
 import type { PodLogEntry } from '@caas/log-stream-contract';
-import { xaddArguments } from '@caas/log-stream-contract';
+import { podLogStreamKey, xaddArguments } from '@caas/log-stream-contract';
 import { testRedisUrl } from '@caas/testing';
 import type { TestApi } from './test-api';
 import { uniqueSlug } from './test-api';
 
 /** Rows and Redis entries the node, log and subscription tests start from, written directly. */
+
+/**
+ * Deletes the log streams of every pod in the test's database, so a run leaves nothing in the shared Redis
+ * (the agent gives real streams a TTL; tests write theirs without one).
+ */
+export async function deleteLogStreams(api: TestApi, redis: Redis): Promise<void> {
+  const pods = await api.prisma.pod.findMany({ select: { id: true } });
+  if (pods.length > 0) await redis.del(...pods.map((pod) => podLogStreamKey(pod.id)));
+}
 
 /** A pod row of the tenant (what createPod would have written; no containers needed to have logs). */
 export async function insertPod(api: TestApi, tenantId: string): Promise<string> {
