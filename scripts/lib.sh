@@ -94,6 +94,8 @@ migrate() {
 
 setup_machine() {
   ensure_node
+  # Network tests apply real nftables rulesets inside namespaces they create.
+  apt_install nftables iproute2
   ensure_postgres
   ensure_redis
   ensure_node_modules
