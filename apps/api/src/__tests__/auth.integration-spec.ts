@@ -5,7 +5,16 @@ import { ROLE_MATRIX } from './support/matrix';
 import type { Caller, MatrixContext } from './support/role-matrix';
 import { CALLERS, expectedOutcome, runEntry } from './support/role-matrix';
 import type { CreatedTenant, TestApi } from './support/test-api';
-import { dataOf, expectError, firstError, ROLES, startTestApi, uniqueSlug } from './support/test-api';
+import {
+  dataOf,
+  dumpDatabase,
+  eventually,
+  expectError,
+  firstError,
+  ROLES,
+  startTestApi,
+  uniqueSlug,
+} from './support/test-api';
 
 let api: TestApi;
 
@@ -16,17 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.close();
 });
-
-/** Polls until `read` returns something other than `undefined` (background writes land a moment later). */
-async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const tokenRow = (token: string) => api.prisma.apiToken.findUniqueOrThrow({ where: { tokenHash: hashToken(token) } });
 
@@ -187,17 +185,8 @@ describe('tokens at rest', () => {
     }
 
     // Every row of every table, as text: neither a token, nor its secret part, nor its bytes in hex.
-    const tables = await api.prisma.$queryRaw<{ name: string }[]>`
-      SELECT table_name::text AS name FROM information_schema.tables
-      WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`;
-    expect(tables.map((t) => t.name)).toContain('api_tokens');
-    let dump = '';
-    for (const { name } of tables) {
-      const rows = await api.prisma.$queryRawUnsafe<{ json: string }[]>(
-        `SELECT row_to_json(t)::text AS json FROM "${name.replace(/"/g, '""')}" t`,
-      );
-      dump += rows.map((r) => r.json).join('\n');
-    }
+    const { tables, dump } = await dumpDatabase(api);
+    expect(tables).toContain('api_tokens');
     expect(dump).toContain(tenant.tenantId);
     for (const token of [...issued, api.operatorToken]) {
       const secret = token.slice('caas_'.length);

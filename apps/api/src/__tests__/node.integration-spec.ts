@@ -3,7 +3,7 @@ import { GraphQLSchemaHost } from '@nestjs/graphql';
 import type { GraphQLObjectType } from 'graphql';
 import { insertNode } from './support/stream-fixtures';
 import type { CreatedTenant, TestApi } from './support/test-api';
-import { dataOf, expectError, startTestApi } from './support/test-api';
+import { dataOf, dumpDatabase, expectError, startTestApi } from './support/test-api';
 
 let api: TestApi;
 let tenant: CreatedTenant;
@@ -184,17 +184,8 @@ describe('createNodeJoinToken', () => {
 
   it('keeps no usable form of the token: not in any row, not readable through the API', async () => {
     const { token } = dataOf(await asOperator(CREATE_JOIN_TOKEN, { input: {} })).createNodeJoinToken;
-    const tables = await api.prisma.$queryRaw<{ name: string }[]>`
-      SELECT table_name::text AS name FROM information_schema.tables
-      WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`;
-    expect(tables.map((t) => t.name)).toContain('node_join_tokens');
-    let dump = '';
-    for (const { name } of tables) {
-      const rows = await api.prisma.$queryRawUnsafe<{ json: string }[]>(
-        `SELECT row_to_json(t)::text AS json FROM "${name.replace(/"/g, '""')}" t`,
-      );
-      dump += rows.map((r) => r.json).join('\n');
-    }
+    const { tables, dump } = await dumpDatabase(api);
+    expect(tables).toContain('node_join_tokens');
     const secret = token.slice('caasjoin_'.length);
     expect(dump).toContain(token.slice(0, 'caasjoin_'.length + 6));
     expect(dump).not.toContain(secret);

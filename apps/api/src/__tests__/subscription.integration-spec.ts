@@ -8,13 +8,12 @@ import {
   appendLog,
   deleteLogStreams,
   eventChannelSubscribers,
-  eventually,
   insertPod,
   logFollowerConnections,
   testRedis,
 } from './support/stream-fixtures';
 import type { CreatedTenant, TestApi } from './support/test-api';
-import { startTestApi } from './support/test-api';
+import { eventually, startTestApi } from './support/test-api';
 import type { ServerFrame, WsClient, WsSubscription } from './support/ws-client';
 import { connectWithToken, connectWs, graphqlWsUrl } from './support/ws-client';
 

@@ -50,17 +50,6 @@ export async function appendLog(
   return (await redis.call('XADD', ...args)) as string;
 }
 
-/** Polls until `read` returns something other than `undefined`. */
-export async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 /** Subscribers this Redis has on the pod's event channel (any process). */
 export async function eventChannelSubscribers(redis: Redis, podId: string): Promise<number> {
   const reply = (await redis.call('PUBSUB', 'NUMSUB', `caas:pod-events:${podId}`)) as [string, number];

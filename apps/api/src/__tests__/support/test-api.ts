@@ -232,3 +232,29 @@ export function dataOf<T>(response: GqlResponse<T>): T {
   expect(response.body.data).not.toBeNull();
   return response.body.data as T;
 }
+
+/** Polls until `read` returns something other than `undefined` (background writes land a moment later). */
+export async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Every row of every table of the test's database, as JSON text: to prove a secret is stored nowhere. */
+export async function dumpDatabase(api: TestApi): Promise<{ tables: string[]; dump: string }> {
+  const tables = await api.prisma.$queryRaw<{ name: string }[]>`
+    SELECT table_name::text AS name FROM information_schema.tables
+    WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`;
+  let dump = '';
+  for (const { name } of tables) {
+    const rows = await api.prisma.$queryRawUnsafe<{ json: string }[]>(
+      `SELECT row_to_json(t)::text AS json FROM "${name.replace(/"/g, '""')}" t`,
+    );
+    dump += `${rows.map((r) => r.json).join('\n')}\n`;
+  }
+  return { tables: tables.map((t) => t.name), dump };
+}
