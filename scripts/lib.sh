@@ -96,6 +96,8 @@ setup_machine() {
   ensure_node
   # Network tests apply real nftables rulesets inside namespaces they create.
   apt_install nftables iproute2
+  # Pod VMs: QEMU, the Go toolchain for the guest agent, what builds the initrd and root filesystem images.
+  apt_install qemu-system-x86 golang-go busybox-static cpio e2fsprogs erofs-utils util-linux
   ensure_postgres
   ensure_redis
   ensure_node_modules

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the pod VM's guest: the kernel (Debian's cloud kernel, fetched with `apt-get download` into a cache)
+# and an initrd holding only the guest agent as /init and the few modules the microvm machine needs.
+# Reproducible: the same kernel package and agent sources give byte-identical outputs (sorted cpio, fixed
+# mtimes and owners, a Go build without build ids). Output: dist/guest/{vmlinuz,initrd.cpio,manifest.json}.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OUT="${CAAS_GUEST_OUT:-$ROOT/dist/guest}"
+CACHE="${CAAS_CACHE_DIR:-$ROOT/.caas/cache}/kernel"
+EPOCH=0
+# Modules in the order they must be loaded; their dependencies are added ahead of them.
+MODULES=(virtio_mmio virtio_console virtio_blk overlay erofs pvpanic_mmio)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need() { for c in "$@"; do command -v "$c" >/dev/null || die "missing $c (run scripts/setup-runtime.sh)"; done; }
+need apt-get apt-cache dpkg-deb cpio go
+
+# 1. The kernel package: the one Debian's linux-image-cloud-amd64 points at, unless pinned.
+pkg="${CAAS_GUEST_KERNEL_PKG:-}"
+if [ -z "$pkg" ]; then
+  pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+  [ -n "$pkg" ] || die "apt does not know linux-image-cloud-amd64: run apt-get update"
+fi
+mkdir -p "$CACHE"
+deb="$(ls "$CACHE"/"${pkg}"_*.deb 2>/dev/null | head -1 || true)"
+if [ -z "$deb" ]; then
+  say "downloading $pkg"
+  (cd "$CACHE" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+  deb="$(ls "$CACHE"/"${pkg}"_*.deb 2>/dev/null | head -1 || true)"
+  [ -n "$deb" ] || die "could not download $pkg"
+fi
+tree="$CACHE/${pkg}.tree"
+if [ ! -d "$tree" ]; then
+  rm -rf "$tree.tmp" && mkdir -p "$tree.tmp" && dpkg-deb -x "$deb" "$tree.tmp" && mv "$tree.tmp" "$tree"
+fi
+kver="${pkg#linux-image-}"
+moddir="$tree/lib/modules/$kver/kernel"
+[ -d "$moddir" ] || die "no modules for $kver in $deb"
+
+# 2. Module files, dependencies first (read from each module's own `depends=`; none in the .deb's depmod data).
+declare -A path_of=()
+while IFS= read -r f; do n="$(basename "$f" .ko)"; path_of["${n//-/_}"]="$f"; done < <(find "$moddir" -name '*.ko')
+declare -A seen=()
+ordered=()
+add_module() {
+  local name="${1//-/_}" dep deps
+  [ -n "${seen[$name]:-}" ] && return 0
+  seen[$name]=1
+  local file="${path_of[$name]:-}"
+  [ -n "$file" ] || return 0 # built into the kernel
+  deps="$(grep -a -o -m1 'depends=[a-z0-9_,-]*' "$file" | head -1 | cut -d= -f2)"
+  for dep in ${deps//,/ }; do add_module "$dep"; done
+  ordered+=("$file")
+}
+for m in "${MODULES[@]}"; do
+  add_module "$m"
+done
+
+# 3. The initrd tree: /init (the guest agent), the modules, /etc/modules, mount points.
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,lib/modules}
+bash "$ROOT/runtime/guest-agent/build.sh" "$stage/init"
+: > "$stage/etc/modules"
+for f in "${ordered[@]}"; do
+  cp "$f" "$stage/lib/modules/"
+  echo "/lib/modules/$(basename "$f")" >> "$stage/etc/modules"
+done
+find "$stage" -exec touch -h -d "@$EPOCH" {} +
+chmod 0755 "$stage/init"
+
+mkdir -p "$OUT"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) > "$OUT/initrd.cpio.tmp"
+mv "$OUT/initrd.cpio.tmp" "$OUT/initrd.cpio"
+cp "$tree/boot/vmlinuz-$kver" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+chmod 0644 "$OUT/vmlinuz" "$OUT/initrd.cpio"
+
+node -e '
+const [out, pkg, deb, ...mods] = process.argv.slice(1);
+const { createHash } = require("crypto"); const fs = require("fs");
+const sha = (f) => createHash("sha256").update(fs.readFileSync(f)).digest("hex");
+const m = { kernelPackage: pkg, kernelDeb: require("path").basename(deb), vmlinuz: sha(out + "/vmlinuz"),
+  initrd: sha(out + "/initrd.cpio"), modules: mods.map((f) => require("path").basename(f)) };
+fs.writeFileSync(out + "/manifest.json", JSON.stringify(m, null, 2) + "\n");
+' "$OUT" "$pkg" "$deb" "${ordered[@]}"
+say "guest built in $OUT ($(du -h "$OUT/initrd.cpio" | cut -f1) initrd, kernel $kver)"
