@@ -1,0 +1,3 @@
+module caas.dev/guest-agent
+
+go 1.19
