@@ -1,0 +1,3 @@
+export * from './lib/errors';
+export * from './lib/frame';
+export * from './lib/messages';
