@@ -460,7 +460,8 @@ export const guestEventSchema: Schema<GuestEvent> = z.discriminatedUnion('event'
   z.object({ event: z.literal('container.started'), name: containerName, pid, atNs: nanoseconds }),
   z.object({ event: z.literal('container.exited'), name: containerName, status: containerStatusSchema }),
   z.object({ event: z.literal('exec.exited'), status: execStatusSchema }),
-  z.object({ event: z.literal('guest.warning'), message }),
+  // The Go side marshals `message` with omitempty: an empty warning arrives without it.
+  z.object({ event: z.literal('guest.warning'), message: message.default('') }),
 ]);
 
 const eventSeqSchema = z.object({ seq: positive });

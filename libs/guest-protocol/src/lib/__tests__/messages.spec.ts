@@ -126,6 +126,11 @@ describe('messages', () => {
     expect(messageCode({ id: 1, ok: false, error: { code: 'INTERNAL', message: 'x'.repeat(4097) } })).toBe(
       'INVALID_MESSAGE',
     );
+    expect(parseGuestMessage({ event: 'guest.warning', seq: 3 })).toEqual({
+      type: 'event',
+      seq: 3,
+      event: { event: 'guest.warning', message: '' },
+    });
     expect(messageCode({ event: 'guest.warning', message: 'no seq' })).toBe('INVALID_MESSAGE');
     expect(messageCode({ event: 'guest.warning', seq: 0, message: 'x' })).toBe('INVALID_MESSAGE');
     expect(messageCode({ event: 'guest.warning', seq: 1, message: 'x'.repeat(4097) })).toBe('INVALID_MESSAGE');
