@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -21,6 +22,9 @@ const (
 	containersDir   = "/run/c"
 	defaultOutBuf   = 1 << 20
 	maxExitedExecs  = 128
+	maxListed       = 256 // containers or execs in one hello (the host's bound)
+	maxContainers   = 256
+	maxMessageLen   = 4000 // bytes of a message field (the host's bound is 4096 characters)
 	diskWait        = 10 * time.Second
 	portPollEvery   = 2 * time.Millisecond
 	disconnectSleep = 20 * time.Millisecond
@@ -45,6 +49,7 @@ type Agent struct {
 	execs        map[string]*Exec
 	execOrder    []string // exec ids, oldest first
 	shuttingDown bool
+	setupDone    chan struct{} // closed once cgroups, /run and all modules are ready
 }
 
 func agentMain() {
@@ -57,28 +62,31 @@ func agentMain() {
 		execs:      map[string]*Exec{},
 		ctlFd:      -1,
 		outFd:      -1,
+		setupDone:  make(chan struct{}),
 	}
 	a.reaper = startReaper()
-	var warnings []string
-	warn := func(format string, args ...interface{}) {
-		msg := fmt.Sprintf(format, args...)
-		warnings = append(warnings, msg)
-	}
-	a.boot(warn)
-	a.ring = NewRing(outBufFromCmdline(warn))
-	for _, w := range warnings {
-		logf("warning: %s", w)
-		a.ctl.Emit(Event{Event: "guest.warning", Message: w})
-	}
-	tMods := boottimeNs()
-	a.loadModules()
-	tPorts := boottimeNs()
+	// Critical path to ready: /dev and /sys (to find and open the ports), /proc, the modules up to the
+	// one that brings the virtio-serial ports, the ports. The rest (cgroups, /run, the remaining modules)
+	// happens right after ready; `run` waits for it.
+	a.earlyBoot()
+	tEarly := boottimeNs()
+	a.ring = NewRing(a.outBufFromCmdline())
+	portsReady := make(chan struct{})
+	modulesDone := make(chan struct{})
+	go a.protect("modules", func() { defer close(modulesDone); a.loadModules(portsReady) })
 	a.openPorts()
 	a.readyNs = boottimeNs()
+	close(portsReady)
 	go a.protect("ctl writer", func() { a.ctl.Run(func(b []byte) { writeFull(a.ctlFd, b) }) })
 	go a.protect("out writer", a.outWriter)
-	logf("ready in %.1f ms (boot %.1f ms, modules %.1f ms, ports %.1f ms; kernel start → agent %.1f ms)",
-		ms(a.readyNs-a.startNs), ms(tMods-a.startNs), ms(tPorts-tMods), ms(a.readyNs-tPorts), ms(a.startNs))
+	logf("ready %.1f ms after agent start (mounts %.1f ms, modules and ports %.1f ms); kernel start to agent start %.1f ms",
+		ms(a.readyNs-a.startNs), ms(tEarly-a.startNs), ms(a.readyNs-tEarly), ms(a.startNs))
+	go a.protect("late boot", func() {
+		a.lateBoot()
+		<-modulesDone
+		close(a.setupDone)
+		logf("setup done %.1f ms after agent start", ms(boottimeNs()-a.startNs))
+	})
 	// Keep the run-time heap small: the agent lives in a VM with little memory.
 	debug.SetGCPercent(50)
 	for {
@@ -93,51 +101,59 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 func (a *Agent) protect(what string, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
-			msg := fmt.Sprintf("internal error in %s: %v", what, r)
-			logf("%s\n%s", msg, debug.Stack())
-			a.ctl.Emit(Event{Event: "guest.warning", Message: msg})
+			logf("internal error in %s: %v\n%s", what, r, debug.Stack())
+			a.ctl.Emit(Event{Event: "guest.warning", Message: truncate(fmt.Sprintf("internal error in %s: %v", what, r), maxMessageLen)})
 		}
 	}()
 	f()
 }
 
-// boot mounts the guest's filesystems and sets up cgroups.
-func (a *Agent) boot(warn func(string, ...interface{})) {
+// earlyBoot makes / pivotable and mounts /dev, /proc and /sys.
+func (a *Agent) earlyBoot() {
 	// Make "/" a bind mount of the initramfs on top of the initramfs itself: pivot_root refuses a root
 	// that is the namespace's initial rootfs, and the shims need pivot_root.
-	if err := rebindRoot(); err != nil {
-		warn("rebind /: %v (containers cannot pivot_root)", err)
-	}
+	rebindErr := rebindRoot()
 	os.MkdirAll("/dev", 0o755)
-	if err := mount("devtmpfs", "/dev", "devtmpfs", syscall.MS_NOSUID, "mode=0755"); err != nil && errnoOf(err) != syscall.EBUSY {
-		warn("%v", err)
-	}
+	devErr := mount("devtmpfs", "/dev", "devtmpfs", syscall.MS_NOSUID, "mode=0755")
 	setupConsole()
-	for _, m := range []struct{ src, dir, fs, data string }{
-		{"proc", "/proc", "proc", ""},
-		{"sysfs", "/sys", "sysfs", ""},
-		{"cgroup2", cgroupRoot, "cgroup2", "nsdelegate"},
-		{"tmpfs", "/run", "tmpfs", "mode=0755"},
-	} {
-		os.MkdirAll(m.dir, 0o755)
-		if err := mount(m.src, m.dir, m.fs, syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, m.data); err != nil && errnoOf(err) != syscall.EBUSY {
-			warn("%v", err)
-		}
+	if rebindErr != nil {
+		a.warn("rebind /: %v (containers cannot pivot_root)", rebindErr)
 	}
-	os.MkdirAll(containersDir, 0o700)
-	if err := writeFile(cgroupRoot+"/cgroup.subtree_control", "+cpu +memory +pids"); err != nil {
-		warn("enable cgroup controllers: %v", err)
+	if devErr != nil && errnoOf(devErr) != syscall.EBUSY {
+		a.warn("%v", devErr)
 	}
-	if err := os.Mkdir(cgroupParent, 0o755); err != nil && !os.IsExist(err) {
-		warn("create %s: %v", cgroupParent, err)
-	}
-	if err := writeFile(cgroupParent+"/cgroup.subtree_control", "+cpu +memory +pids"); err != nil {
-		warn("enable cgroup controllers in %s: %v", cgroupParent, err)
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+	a.mountAll([]mountSpec{{"proc", "/proc", "proc", ""}, {"sysfs", "/sys", "sysfs", ""}})
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		a.bootID = strings.TrimSpace(string(b))
 	} else {
-		warn("boot id: %v", err)
+		a.warn("boot id: %v", err)
+		a.bootID = fmt.Sprintf("boottime-%d", a.startNs) // never empty
+	}
+}
+
+type mountSpec struct{ src, dir, fs, data string }
+
+func (a *Agent) mountAll(ms []mountSpec) {
+	for _, m := range ms {
+		os.MkdirAll(m.dir, 0o755)
+		if err := mount(m.src, m.dir, m.fs, syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, m.data); err != nil && errnoOf(err) != syscall.EBUSY {
+			a.warn("%v", err)
+		}
+	}
+}
+
+// lateBoot mounts cgroup2 and /run and enables the cpu, memory and pids controllers.
+func (a *Agent) lateBoot() {
+	a.mountAll([]mountSpec{{"cgroup2", cgroupRoot, "cgroup2", "nsdelegate"}, {"tmpfs", "/run", "tmpfs", "mode=0755"}})
+	os.MkdirAll(containersDir, 0o700)
+	if err := writeFile(cgroupRoot+"/cgroup.subtree_control", "+cpu +memory +pids"); err != nil {
+		a.warn("enable cgroup controllers: %v", err)
+	}
+	if err := os.Mkdir(cgroupParent, 0o755); err != nil && !os.IsExist(err) {
+		a.warn("create %s: %v", cgroupParent, err)
+	}
+	if err := writeFile(cgroupParent+"/cgroup.subtree_control", "+cpu +memory +pids"); err != nil {
+		a.warn("enable cgroup controllers in %s: %v", cgroupParent, err)
 	}
 }
 
@@ -183,7 +199,7 @@ func setupConsole() {
 	}
 }
 
-func outBufFromCmdline(warn func(string, ...interface{})) int {
+func (a *Agent) outBufFromCmdline() int {
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return defaultOutBuf
@@ -192,7 +208,7 @@ func outBufFromCmdline(warn func(string, ...interface{})) int {
 		if v := strings.TrimPrefix(f, "caas.outbuf="); v != f {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < maxChunkData || n > 1<<30 {
-				warn("ignoring caas.outbuf=%s: must be %d..%d bytes", truncate(v, 40), maxChunkData, 1<<30)
+				a.warn("ignoring caas.outbuf=%s: must be %d..%d bytes", truncate(v, 40), maxChunkData, 1<<30)
 				return defaultOutBuf
 			}
 			return int(n)
@@ -201,8 +217,10 @@ func outBufFromCmdline(warn func(string, ...interface{})) int {
 	return defaultOutBuf
 }
 
-// loadModules loads /etc/modules in order; failures are warnings.
-func (a *Agent) loadModules() {
+// loadModules loads /etc/modules in order; failures are warnings. Once a module has brought the
+// virtio-ports class (virtio_console), it waits for the agent to open the ports before loading the next
+// one, so the rest does not delay readiness.
+func (a *Agent) loadModules(portsReady <-chan struct{}) {
 	b, err := os.ReadFile("/etc/modules")
 	if err != nil {
 		if !os.IsNotExist(err) {
@@ -210,19 +228,33 @@ func (a *Agent) loadModules() {
 		}
 		return
 	}
+	var times []string
+	waited := false
 	for _, line := range strings.Split(string(b), "\n") {
 		p := strings.TrimSpace(line)
 		if p == "" || strings.HasPrefix(p, "#") {
 			continue
 		}
+		if !waited {
+			if _, err := os.Stat("/sys/class/virtio-ports"); err == nil {
+				waited = true
+				select {
+				case <-portsReady:
+				case <-time.After(3 * time.Second):
+				}
+			}
+		}
+		t := boottimeNs()
 		if err := finitModule(p); err != nil {
 			a.warn("load module %s: %v", p, err)
 		}
+		times = append(times, fmt.Sprintf("%s %.1f", strings.TrimSuffix(filepath.Base(p), ".ko"), ms(boottimeNs()-t)))
 	}
+	logf("modules loaded (ms): %s", strings.Join(times, ", "))
 }
 
 func (a *Agent) warn(format string, args ...interface{}) {
-	msg := fmt.Sprintf(format, args...)
+	msg := truncate(fmt.Sprintf(format, args...), maxMessageLen)
 	logf("warning: %s", msg)
 	a.ctl.Emit(Event{Event: "guest.warning", Message: msg})
 }
@@ -500,6 +532,9 @@ func (a *Agent) handleFrame(payload []byte) {
 		a.queue.Do(spec.Container, func() {
 			a.protect("exec", func() {
 				pid, err := a.exec(spec)
+				if err == nil && pid <= 0 {
+					err = internalErr("the exec started but its pid is unknown")
+				}
 				a.respond(id, map[string]int{"pid": pid}, err)
 			})
 		})
@@ -559,14 +594,11 @@ func (a *Agent) hello(id uint64, payload []byte) {
 		Timings:      Timings{AgentStartNs: a.startNs, ReadyNs: a.readyNs, NowNs: boottimeNs()},
 	}
 	a.mu.Unlock()
-	if evFrom > res.EventSeq {
-		evFrom = res.EventSeq
-	}
 	// Keep the answer within one frame: drop the oldest finished execs, then finished containers.
 	var frame []byte
 	for {
 		b, err := json.Marshal(Response{ID: id, OK: true, Result: res})
-		if err == nil && len(b) <= maxJSONPayload {
+		if err == nil && len(b) <= maxJSONPayload && len(res.Execs) <= maxListed && len(res.Containers) <= maxListed {
 			frame = encodeFrame(kindJSON, b)
 			break
 		}

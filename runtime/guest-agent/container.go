@@ -108,6 +108,11 @@ func (a *Agent) run(s *Spec) (ContainerStatus, error) {
 		a.mu.Unlock()
 		return ContainerStatus{}, conflict("%s is the id of an exec", s.Name)
 	}
+	a.trimContainersLocked()
+	if len(a.containers) >= maxContainers {
+		a.mu.Unlock()
+		return ContainerStatus{}, conflict("too many containers (%d)", maxContainers)
+	}
 	c := &Container{
 		spec:    s,
 		dir:     filepath.Join(containersDir, s.Name),
@@ -130,6 +135,10 @@ func (a *Agent) run(s *Spec) (ContainerStatus, error) {
 	a.order = append(a.order, s.Name)
 	a.mu.Unlock()
 
+	select {
+	case <-a.setupDone:
+	case <-time.After(30 * time.Second):
+	}
 	if err := a.prepare(c); err != nil {
 		a.teardown(c)
 		a.finish(c, outcome{reason: reasonStartFailed, message: err.Error()})
@@ -339,8 +348,8 @@ func (a *Agent) supervise(c *Container, shimExit <-chan syscall.WaitStatus) {
 		}
 		closeAll(r.fds)
 		m := r.msg
-		pid := 0
-		if m.CredPid && r.cred != nil {
+		pid := m.Pid // inside the container: only if the kernel could not translate it
+		if m.CredPid && r.cred != nil && r.cred.Pid > 0 {
 			pid = int(r.cred.Pid)
 		}
 		switch m.T {
@@ -449,7 +458,7 @@ func (a *Agent) finishAt(c *Container, out outcome, finished int64, oomKilled bo
 	st.State = stateExited
 	st.FinishedAtNs = int64p(finished)
 	st.ExitCode, st.Signal = out.exitCode, out.signal
-	st.Message = truncate(out.message, 1024)
+	st.Message = truncate(out.message, maxMessageLen)
 	st.OOMKilled = oomKilled
 	st.LastOutputSeq = atomic.LoadUint64(&c.lastSeq)
 	switch {
@@ -653,8 +662,8 @@ func (a *Agent) kill(c *Container) {
 	})
 }
 
-// exec starts a process in a running container and returns its pid (0 when it could not start; the
-// exec.exited event then says why).
+// exec starts a process in a running container and returns its pid. When the process cannot be started
+// the answer is an error, and the exec is still recorded as exited (exec.exited says why).
 func (a *Agent) exec(x *ExecSpec) (int, error) {
 	a.mu.Lock()
 	c := a.containers[x.Container]
@@ -699,7 +708,7 @@ func (a *Agent) exec(x *ExecSpec) (int, error) {
 		delete(c.pending, x.ExecID)
 		a.mu.Unlock()
 		a.finishExec(e, outcome{reason: reasonStartFailed, message: msg})
-		return 0, nil
+		return 0, internalErr("%s: %s", reasonStartFailed, msg)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -718,7 +727,8 @@ func (a *Agent) exec(x *ExecSpec) (int, error) {
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		return fail("the container is not running")
+		fail("the container is not running")
+		return 0, conflict("container %s is not running", x.Container)
 	}
 	var rep execReply
 	select {
@@ -735,7 +745,10 @@ func (a *Agent) exec(x *ExecSpec) (int, error) {
 		return rep.pid, nil
 	}
 	a.finishExec(e, outcome{reason: rep.msg.Reason, message: rep.msg.Message, exitCode: rep.msg.ExitCode})
-	return 0, nil
+	if rep.msg.Message == "the container ended" || rep.msg.Message == "the container is exiting" {
+		return 0, conflict("container %s is not running", x.Container)
+	}
+	return 0, badRequest("%s: %s", rep.msg.Reason, rep.msg.Message)
 }
 
 // finishExec claims an exec's end now and publishes it (exec.exited) once its output is read.
@@ -753,7 +766,7 @@ func (a *Agent) finishExec(e *Exec, out outcome) {
 		st := &e.status
 		st.State = stateExited
 		st.ExitCode, st.Signal = out.exitCode, out.signal
-		st.Message = truncate(out.message, 512)
+		st.Message = truncate(out.message, maxMessageLen)
 		st.LastOutputSeq = atomic.LoadUint64(&e.lastSeq)
 		switch {
 		case out.reason != "":
@@ -772,6 +785,18 @@ func (a *Agent) finishExec(e *Exec, out outcome) {
 		a.mu.Unlock()
 		a.ctl.Emit(Event{Event: "exec.exited", Status: status})
 	})
+}
+
+// trimContainersLocked forgets the oldest exited containers while there are maxContainers or more.
+func (a *Agent) trimContainersLocked() {
+	for i := 0; i < len(a.order) && len(a.containers) >= maxContainers; {
+		if c := a.containers[a.order[i]]; c != nil && c.exited {
+			delete(a.containers, a.order[i])
+			a.order = append(a.order[:i], a.order[i+1:]...)
+			continue
+		}
+		i++
+	}
 }
 
 // trimExecsLocked forgets the oldest finished execs beyond maxExitedExecs.

@@ -102,14 +102,11 @@ func (r *Ring) evictLocked() {
 	}
 }
 
-// Restart is called on hello with outputFrom S: the writer next writes a replay start, a gap for
-// S+1..oldest-1 if those are gone, the retained chunks with seq > S, then live ones.
-// An S beyond the last produced seq is treated as the last produced seq.
+// Restart is called on hello with outputFrom S: the writer next writes a replay start naming S+1, a gap
+// for S+1..oldest-1 if those are gone, the retained chunks with seq > S, then live ones. (An S beyond the
+// last produced seq is taken as is: nothing up to S is written on this connection.)
 func (r *Ring) Restart(s uint64) {
 	r.mu.Lock()
-	if s > r.lastSeq {
-		s = r.lastSeq
-	}
 	r.replay = true
 	r.replayFrom = s
 	r.attached = true
@@ -131,7 +128,7 @@ func (r *Ring) Next() (frame []byte, ok bool) {
 			s := r.replayFrom
 			r.cursor = s + 1
 			r.gapFrom, r.gapTo = 0, 0
-			if oldest := r.oldestLocked(); oldest > s+1 {
+			if oldest := r.oldestLocked(); oldest > s+1 && oldest-1 <= r.lastSeq {
 				r.gapFrom, r.gapTo = s+1, oldest-1
 				r.cursor = oldest
 			}

@@ -100,10 +100,19 @@ func TestRingReplayFromS(t *testing.T) {
 	if len(fs) != 1 || fs[0].seq != 6 || fs[0].stream != streamStderr {
 		t.Fatalf("%+v", fs)
 	}
-	// A host claiming more than was produced gets a replay start right after the last seq.
-	r.Restart(100)
+	// A host claiming more than was produced gets a replay start naming its position + 1, and only
+	// chunks after its position.
+	r.Restart(7)
 	fs = drain(t, r)
-	if len(fs) != 1 || fs[0].kind != kindReplay || fs[0].seq != 7 {
+	if len(fs) != 1 || fs[0].kind != kindReplay || fs[0].seq != 8 {
+		t.Fatalf("%+v", fs)
+	}
+	r.Append(streamStdout, "c", []byte("7"))
+	if fs = drain(t, r); len(fs) != 0 {
+		t.Fatalf("%+v", fs)
+	}
+	r.Append(streamStdout, "c", []byte("8"))
+	if fs = drain(t, r); len(fs) != 1 || fs[0].seq != 8 {
 		t.Fatalf("%+v", fs)
 	}
 	if r.Dropped() != 0 {

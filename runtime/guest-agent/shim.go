@@ -155,12 +155,13 @@ func (s *shim) handle(r received) {
 	m := r.msg
 	switch m.T {
 	case mExec:
-		defer closeAll(r.fds)
 		if m.Exec == nil || len(r.fds) != 2 {
+			closeAll(r.fds)
 			s.send(&shimMsg{T: mExecFailed, ID: m.ID, Reason: reasonStartFailed, Message: "malformed exec request"}, 0)
 			return
 		}
 		if s.workloadEnd {
+			closeAll(r.fds)
 			s.send(&shimMsg{T: mExecFailed, ID: m.ID, Reason: reasonStartFailed, Message: "the container is exiting"}, 0)
 			return
 		}
@@ -168,9 +169,8 @@ func (s *shim) handle(r received) {
 		errf := os.NewFile(uintptr(r.fds[1]), "stderr")
 		e := m.Exec
 		pid, reason, code, msg := s.spawn(e.Argv, e.Env, e.Dir, e.UID, e.GID, e.Groups, []*os.File{s.devnull, out, errf})
-		out.Close()
+		out.Close() // the only close of the received fds: a second one could hit a reused number
 		errf.Close()
-		r.fds = nil
 		if pid == 0 {
 			fm := &shimMsg{T: mExecFailed, ID: m.ID, Reason: reason, Message: msg}
 			if code != 0 {
