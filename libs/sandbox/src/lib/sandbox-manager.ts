@@ -2,6 +2,7 @@
  * The Sandbox API a node agent drives: create a pod sandbox from a spec, list them, and adopt the ones still
  * running after this process restarted. One manager per host process and state directory.
  */
+import { EventEmitter } from 'node:events';
 import type { StreamPositions } from './guest-connection';
 import { Sandbox, SandboxFailedError, type SandboxFailure } from './sandbox';
 import { validateSandboxSpec, diskSerial, type SandboxSpec } from './sandbox-spec';
@@ -46,7 +47,15 @@ export interface AdoptionReport {
   lost: Array<{ id: string; failure: SandboxFailure }>;
 }
 
-export class SandboxManager {
+export interface SandboxManagerEvents {
+  /**
+   * A sandbox is tracked (created or being adopted), before its guest is connected: subscribe to its events
+   * here to see all of its output and every container event.
+   */
+  sandbox: [Sandbox];
+}
+
+export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly reservedUids = new Set<number>();
   private readonly store: SandboxStore;
@@ -56,6 +65,7 @@ export class SandboxManager {
     readonly accelerator: AcceleratorChoice,
     private readonly tscKhz: number,
   ) {
+    super();
     this.store = new SandboxStore(options.stateDir);
   }
 
@@ -226,6 +236,7 @@ export class SandboxManager {
       vmPaths: vmPaths(this.store.vmDir(record.id)),
     });
     this.sandboxes.set(record.id, sandbox);
+    this.emit('sandbox', sandbox);
     void sandbox.ended().then(() => {
       this.sandboxes.delete(record.id);
       this.reservedUids.delete(record.uid);
