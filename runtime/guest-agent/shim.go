@@ -6,10 +6,11 @@ package main
 // the bounding set, starts the workload and exec processes inside the container's cgroup, reaps
 // everything, and reports to the agent over fd 3 (a SOCK_SEQPACKET socket).
 //
-// The shim itself is not in the container's cgroup: it enters the cgroup only around each fork, so the
-// new process starts inside it, and leaves again. Its own threads and memory therefore never count
-// against the tenant's pids/memory limits, and it survives an OOM group kill or cgroup.kill to report
-// the workload's real exit status.
+// The shim itself is never in the container's cgroup, so its own threads and memory do not count against
+// the tenant's pids/memory limits, and it survives an OOM group kill or cgroup.kill to report the
+// workload's real exit status. Go 1.19 cannot place a child in a cgroup between fork and exec, so each
+// process is started traced (PTRACE_TRACEME): it stops right after execve, before running any of its
+// own instructions, is moved into the container's cgroup, and is then detached.
 
 import (
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"runtime"
+	"strconv"
 	"syscall"
 )
 
@@ -44,7 +47,6 @@ var keptCaps = map[int]bool{
 type shim struct {
 	cfg         *shimConfig
 	cgFd        int // the container cgroup's cgroup.procs
-	rootCgFd    int // the root cgroup's cgroup.procs
 	devnull     *os.File
 	workload    int // pid in the container, 0 = not started
 	workloadWS  syscall.WaitStatus
@@ -54,6 +56,9 @@ type shim struct {
 
 func shimMain() {
 	logPrefix = "caas-shim: "
+	// Every fork happens on this goroutine's thread: the tracer of a PTRACE_TRACEME child is the thread
+	// that forked it, and only that thread may detach it.
+	runtime.LockOSThread()
 	syscall.CloseOnExec(shimSock) // never leak the agent socket into the container
 	if fd, err := syscall.Open("/dev/console", syscall.O_WRONLY|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0); err == nil {
 		consoleFd = fd
@@ -80,14 +85,14 @@ func shimMain() {
 		os.Exit(2)
 	}
 	closeAll(first.fds)
-	s := &shim{cfg: first.msg.Config, execs: map[int]string{}, cgFd: -1, rootCgFd: -1}
+	s := &shim{cfg: first.msg.Config, execs: map[int]string{}, cgFd: -1}
 	logPrefix = "caas-shim[" + s.cfg.Name + "]: "
 
 	if err := s.setup(); err != nil {
 		s.send(&shimMsg{T: mFailed, Reason: reasonStartFailed, Message: err.Error()}, 0)
 		os.Exit(1)
 	}
-	pid, reason, code, msg := s.spawn(s.cfg.Argv, s.cfg.Env, s.cfg.Dir, s.cfg.UID, s.cfg.GID, s.cfg.Groups,
+	pid, early, reason, code, msg := s.spawn(s.cfg.Argv, s.cfg.Env, s.cfg.Dir, s.cfg.UID, s.cfg.GID, s.cfg.Groups,
 		[]*os.File{s.devnull, os.Stdout, os.Stderr})
 	if pid == 0 {
 		m := &shimMsg{T: mFailed, Reason: reason, Message: msg}
@@ -99,6 +104,10 @@ func shimMain() {
 	}
 	s.workload = pid
 	s.send(&shimMsg{T: mStarted}, pid)
+	if early != nil {
+		s.reapedOne(pid, *early)
+		s.finishIfDone()
+	}
 
 	msgs := make(chan received, 16)
 	go func() {
@@ -168,7 +177,7 @@ func (s *shim) handle(r received) {
 		out := os.NewFile(uintptr(r.fds[0]), "stdout")
 		errf := os.NewFile(uintptr(r.fds[1]), "stderr")
 		e := m.Exec
-		pid, reason, code, msg := s.spawn(e.Argv, e.Env, e.Dir, e.UID, e.GID, e.Groups, []*os.File{s.devnull, out, errf})
+		pid, early, reason, code, msg := s.spawn(e.Argv, e.Env, e.Dir, e.UID, e.GID, e.Groups, []*os.File{s.devnull, out, errf})
 		out.Close() // the only close of the received fds: a second one could hit a reused number
 		errf.Close()
 		if pid == 0 {
@@ -181,6 +190,9 @@ func (s *shim) handle(r received) {
 		}
 		s.execs[pid] = m.ID
 		s.send(&shimMsg{T: mExecStarted, ID: m.ID}, pid)
+		if early != nil {
+			s.reapedOne(pid, *early)
+		}
 	case mSignal:
 		closeAll(r.fds)
 		if s.workload != 0 && !s.workloadEnd && m.Sig >= 1 && m.Sig <= 64 {
@@ -218,6 +230,11 @@ func (s *shim) reap() {
 		}
 		s.reapedOne(pid, ws)
 	}
+	s.finishIfDone()
+}
+
+// finishIfDone ends the shim once the workload has exited.
+func (s *shim) finishIfDone() {
 	if !s.workloadEnd {
 		return
 	}
@@ -240,24 +257,22 @@ func (s *shim) reap() {
 }
 
 // spawn resolves and starts a process in the container's cgroup. pid 0 means it did not start, with a
-// reason, an exit code (127/126 or 0) and a message.
-func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []uint32, files []*os.File) (int, string, int, string) {
+// reason, an exit code (127/126 or 0) and a message. early is set when the process died before it was
+// detached (its status was collected here and must be dispatched by the caller).
+func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []uint32, files []*os.File) (pid int, early *syscall.WaitStatus, reason string, code int, msg string) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		msg := fmt.Sprintf("working directory %s is not a directory", dir)
 		if err != nil {
 			msg = fmt.Sprintf("working directory %s: %v", dir, errors.Unwrap(err))
 		}
-		return 0, reasonStartFailed, 0, msg
+		return 0, nil, reasonStartFailed, 0, msg
 	}
 	p, err := resolveCommand(argv[0], pathFromEnv(env), dir, osStat)
 	if err != nil {
 		if errors.Is(err, errCommandNotFound) {
-			return 0, reasonCommandNotFound, 127, err.Error()
+			return 0, nil, reasonCommandNotFound, 127, err.Error()
 		}
-		return 0, reasonPermissionDenied, 126, err.Error()
-	}
-	if _, err := syscall.Write(s.cgFd, []byte("0")); err != nil {
-		return 0, reasonStartFailed, 0, fmt.Sprintf("join cgroup %s: %v", s.cfg.Cgroup, err)
+		return 0, nil, reasonPermissionDenied, 126, err.Error()
 	}
 	if groups == nil {
 		groups = []uint32{}
@@ -269,23 +284,46 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: groups},
 			Setsid:     true,
+			Ptrace:     true,
 		},
 	})
-	if _, lerr := syscall.Write(s.rootCgFd, []byte("0")); lerr != nil {
-		logf("leave cgroup: %v", lerr)
-	}
 	if err != nil {
 		switch errnoOf(err) {
 		case syscall.ENOENT:
-			return 0, reasonCommandNotFound, 127, fmt.Sprintf("%s: %v (a missing interpreter or library?)", p, errnoOf(err))
+			return 0, nil, reasonCommandNotFound, 127, fmt.Sprintf("%s: %v (a missing interpreter or library?)", p, errnoOf(err))
 		case syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.EISDIR, syscall.ETXTBSY:
-			return 0, reasonPermissionDenied, 126, fmt.Sprintf("%s: %v", p, errnoOf(err))
+			return 0, nil, reasonPermissionDenied, 126, fmt.Sprintf("%s: %v", p, errnoOf(err))
 		}
-		return 0, reasonStartFailed, 0, fmt.Sprintf("start %s: %v", p, err)
+		return 0, nil, reasonStartFailed, 0, fmt.Sprintf("start %s: %v", p, err)
 	}
-	pid := proc.Pid
+	pid = proc.Pid
 	proc.Release()
-	return pid, "", 0, ""
+	// The child stops with SIGTRAP right after its execve.
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil || !ws.Stopped() {
+		// Killed before it ran anything of its own (it was never in the cgroup, so it used nothing).
+		return pid, &ws, "", 0, ""
+	}
+	if _, err := syscall.Write(s.cgFd, []byte(strconv.Itoa(pid))); err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		syscall.PtraceDetach(pid)
+		for {
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+				break
+			}
+		}
+		return 0, nil, reasonStartFailed, 0, fmt.Sprintf("join cgroup %s: %v", s.cfg.Cgroup, err)
+	}
+	if err := syscall.PtraceDetach(pid); err != nil {
+		logf("detach %d: %v", pid, err)
+	}
+	return pid, nil, "", 0, ""
 }
 
 // setup builds the container's root and leaves the shim in it.
@@ -294,9 +332,6 @@ func (s *shim) setup() error {
 	var err error
 	if s.cgFd, err = syscall.Open(c.Cgroup+"/cgroup.procs", syscall.O_WRONLY|syscall.O_CLOEXEC, 0); err != nil {
 		return fmt.Errorf("open cgroup %s: %w", c.Cgroup, err)
-	}
-	if s.rootCgFd, err = syscall.Open("/sys/fs/cgroup/cgroup.procs", syscall.O_WRONLY|syscall.O_CLOEXEC, 0); err != nil {
-		return fmt.Errorf("open the root cgroup: %w", err)
 	}
 	if err := mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return err
