@@ -126,6 +126,44 @@ describe('sandbox adoption after the host process restarts (real QEMU)', () => {
     await expectNothingLeft(sandbox, stateDir);
   });
 
+  it('reports output the guest could not keep while no host was there as a gap, and carries on', async () => {
+    const spec: SandboxSpec = {
+      id: 'flood',
+      vcpus: 1,
+      memoryMiB: 192,
+      // 3 MB while nobody listens: three times the guest's 1 MiB ring.
+      containers: [
+        container(
+          'flood',
+          busybox,
+          'sleep 4; yes 0123456789abcdef | head -c 3000000; echo; echo tail-marker; sleep 600',
+        ),
+      ],
+    };
+    const host = startHost(stateDir, spec);
+    await waitFor('the first host to be ready', () => host.lines.some((l) => l.type === 'ready'));
+    await killHost(host.child);
+    await new Promise((resolve) => setTimeout(resolve, 9_000));
+
+    const adoption = await adoptOne(stateDir, 'flood');
+    manager = adoption.manager;
+    const { sandbox, log } = adoption;
+    await waitFor('the end of the flood', () => log.text('flood').includes('tail-marker'));
+    expect(log.gaps.length).toBeGreaterThan(0);
+    const lost = log.gaps.reduce((sum, gap) => sum + gap.toSeq - gap.fromSeq + 1, 0);
+    const stats = await sandbox.stats();
+    // The guest counts chunks evicted before it ever wrote them; the host's gap also covers any it wrote to the
+    // old host after that host's last persisted position.
+    expect(stats.output.droppedChunks).toBeGreaterThan(0);
+    expect(lost).toBeGreaterThanOrEqual(stats.output.droppedChunks);
+    // What survived is the newest output, at most the ring's size, and ends with the container's last words.
+    const kept = log.text('flood');
+    expect(kept.length).toBeLessThanOrEqual(1024 * 1024 + 16_384);
+    expect(kept.endsWith('tail-marker\n')).toBe(true);
+    await sandbox.destroy();
+    await expectNothingLeft(sandbox, stateDir);
+  });
+
   it('finishes a boot that a host restart interrupted', async () => {
     const spec: SandboxSpec = {
       id: 'midboot',

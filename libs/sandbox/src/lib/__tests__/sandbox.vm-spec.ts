@@ -23,12 +23,18 @@ describe('pod sandboxes (real QEMU)', () => {
   const stateDir = join(scratch.dir, 's');
   let manager: SandboxManager;
   let busybox: { path: string; fsType: 'ext4' };
-  const created: Sandbox[] = [];
+  // Output is collected from the moment a sandbox is tracked: containers print before create() resolves.
+  const logs = new Map<Sandbox, OutputLog>();
+  const logOf = (sandbox: Sandbox): OutputLog => {
+    const log = logs.get(sandbox);
+    if (!log) throw new Error(`no output log for ${sandbox.id}`);
+    return log;
+  };
 
   beforeAll(async () => {
     manager = await openManager(stateDir);
     busybox = image(scratch.dir, 'busybox');
-    manager.on('sandbox', (sandbox) => created.push(sandbox));
+    manager.on('sandbox', (sandbox) => logs.set(sandbox, new OutputLog(sandbox)));
   });
 
   afterAll(async () => {
@@ -58,7 +64,7 @@ describe('pod sandboxes (real QEMU)', () => {
         container('beta', busybox, 'sleep 1; echo "out-$NAME"; ps -o comm | tail -n +2 | sort | tr "\\n" " "'),
       ],
     });
-    const log = new OutputLog(sandbox);
+    const log = logOf(sandbox);
     expect(sandbox.accel).toBe(manager.accelerator.accel);
     const [alpha, beta] = await Promise.all([sandbox.waitForExit('alpha'), sandbox.waitForExit('beta')]);
     expect(alpha).toMatchObject({ state: 'exited', exitCode: 3, reason: 'Error', oomKilled: false });
@@ -91,7 +97,7 @@ describe('pod sandboxes (real QEMU)', () => {
         container('steady', busybox, 'i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done'),
       ],
     });
-    const log = new OutputLog(sandbox);
+    const log = logOf(sandbox);
     const hog = await sandbox.waitForExit('hog');
     expect(hog).toMatchObject({ state: 'exited', reason: 'OOMKilled', oomKilled: true, signal: 9 });
     const ticks = log.text('steady').length;
@@ -113,7 +119,7 @@ describe('pod sandboxes (real QEMU)', () => {
         container('stubborn', busybox, 'trap "echo ignoring" TERM; while :; do sleep 0.1; done'),
       ],
     });
-    const log = new OutputLog(sandbox);
+    const log = logOf(sandbox);
     await waitFor('both running', () => sandbox.containers().every((c) => c.state === 'running'));
 
     const exec = await sandbox.exec('polite', ['/bin/sh', '-c', 'echo exec-out; echo exec-err >&2; hostname; exit 7']);
@@ -154,12 +160,31 @@ describe('pod sandboxes (real QEMU)', () => {
         { ...container('relative', busybox, ''), argv: ['no-such-command'] },
         container('quick', busybox, 'exit 0'),
         container('noexec', busybox, '', { argv: ['/etc/passwd'] }),
+        container(
+          'identity',
+          busybox,
+          'id -u; id -g; id -G; pwd; echo "$GREETING"; touch /home/app/mine && echo wrote',
+          {
+            env: ['PATH=/bin', 'GREETING=hello from env'],
+            workingDir: '/home/app',
+            user: { uid: 1000, gid: 1000, additionalGids: [4242] },
+          },
+        ),
+        container('full', busybox, 'dd if=/dev/zero of=/big bs=1M count=32 2>&1; mount -t tmpfs x /tmp 2>&1; exit 0', {
+          writableLayerBytes: 8 * 1024 * 1024,
+        }),
       ],
     });
+    const log = logOf(sandbox);
     expect(await sandbox.waitForExit('missing')).toMatchObject({ exitCode: 127, reason: 'CommandNotFound' });
     expect(await sandbox.waitForExit('relative')).toMatchObject({ exitCode: 127, reason: 'CommandNotFound' });
     expect(await sandbox.waitForExit('quick')).toMatchObject({ exitCode: 0, reason: 'Completed' });
     expect(await sandbox.waitForExit('noexec')).toMatchObject({ exitCode: 126, reason: 'PermissionDenied' });
+    expect(await sandbox.waitForExit('identity')).toMatchObject({ exitCode: 0 });
+    expect(log.text('identity')).toBe('1000\n1000\n1000 4242\n/home/app\nhello from env\nwrote\n');
+    expect(await sandbox.waitForExit('full')).toMatchObject({ exitCode: 0 });
+    expect(log.text('full')).toMatch(/No space left on device/); // the writable layer has its size limit
+    expect(log.text('full')).toMatch(/mount: .*(denied|not permitted)/i); // no mount: CAP_SYS_ADMIN is dropped
     expect(sandbox.state).toBe('running'); // the VM is fine
     await sandbox.destroy();
     await expectNothingLeft(sandbox, stateDir);

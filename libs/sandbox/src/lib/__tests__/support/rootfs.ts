@@ -2,7 +2,16 @@
 // turned into an ext4 image with `mkfs.ext4 -d` (no mount needed). The images stand in for what the OCI
 // image issue produces.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  copyFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -18,6 +27,7 @@ export function buildBusyboxImage(outFile: string, extra: Record<string, ExtraFi
       mkdirSync(join(tree, d), { recursive: true });
     }
     chmodSync(join(tree, 'tmp'), 0o1777);
+    chownSync(join(tree, 'home/app'), 1000, 1000);
     copyFileSync('/bin/busybox', join(tree, 'bin/busybox'));
     chmodSync(join(tree, 'bin/busybox'), 0o755);
     const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean);
