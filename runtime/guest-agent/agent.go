@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
@@ -65,6 +66,7 @@ func agentMain() {
 		setupDone:  make(chan struct{}),
 	}
 	a.reaper = startReaper()
+	ignoreSignals()
 	// Critical path to ready: /dev and /sys (to find and open the ports), /proc, the modules up to the
 	// one that brings the virtio-serial ports, the ports. The rest (cgroups, /run, the remaining modules)
 	// happens right after ready; `run` waits for it.
@@ -93,6 +95,23 @@ func agentMain() {
 		a.protect("ctl reader", a.ctlReadLoop)
 		time.Sleep(disconnectSleep)
 	}
+}
+
+// ignoreSignals keeps PID 1 alive: the kernel may send init SIGINT (ctrl-alt-del) or SIGPWR, and Go's
+// default for several signals is to exit, which would panic the kernel. Handled with Notify rather than
+// ignored, so the shims start with default dispositions.
+func ignoreSignals() {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1,
+		syscall.SIGUSR2, syscall.SIGPWR, syscall.SIGALRM, syscall.SIGPIPE, syscall.SIGTSTP, syscall.SIGTTIN,
+		syscall.SIGTTOU, syscall.SIGVTALRM, syscall.SIGPROF, syscall.SIGXCPU, syscall.SIGXFSZ)
+	go func() {
+		for s := range ch {
+			if s != syscall.SIGPIPE {
+				logf("ignoring signal %v", s)
+			}
+		}
+	}()
 }
 
 func ms(ns int64) float64 { return float64(ns) / 1e6 }

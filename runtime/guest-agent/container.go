@@ -156,6 +156,12 @@ func (a *Agent) run(s *Spec) (ContainerStatus, error) {
 		syscall.Kill(c.shimPid, syscall.SIGKILL)
 		<-c.startCh
 	}
+	a.mu.Lock()
+	late := a.shuttingDown
+	a.mu.Unlock()
+	if late {
+		a.stopContainer(c, 0) // started while the guest was shutting down
+	}
 	return a.statusOf(c), nil
 }
 
@@ -308,8 +314,8 @@ func (a *Agent) startShim(c *Container) error {
 	c.sock = sp[0]
 	shimExit := a.reaper.Watch(c.shimPid)
 	c.outWG.Add(2)
-	go a.pump(outR, streamStdout, s.Name, &c.lastSeq, &c.outWG)
-	go a.pump(errR, streamStderr, s.Name, &c.lastSeq, &c.outWG)
+	go a.protect("output", func() { a.pump(outR, streamStdout, s.Name, &c.lastSeq, &c.outWG) })
+	go a.protect("output", func() { a.pump(errR, streamStderr, s.Name, &c.lastSeq, &c.outWG) })
 	cfg := &shimConfig{
 		Name: s.Name, Hostname: s.Hostname, Rootfs: c.dir + "/rootfs", Cgroup: c.cgroup,
 		Argv: s.Argv, Env: s.Env, Dir: s.WorkingDir, UID: s.UID, GID: s.GID, Groups: s.Groups,
@@ -642,7 +648,7 @@ func (a *Agent) stopContainer(c *Container, grace time.Duration) {
 			return
 		case <-t.C:
 		}
-		a.kill(c)
+		a.protect("kill", func() { a.kill(c) })
 	}()
 }
 
@@ -721,8 +727,8 @@ func (a *Agent) exec(x *ExecSpec) (int, error) {
 		return fail(err.Error())
 	}
 	e.outWG.Add(2)
-	go a.pump(outR, streamStdout, x.ExecID, &e.lastSeq, &e.outWG)
-	go a.pump(errR, streamStderr, x.ExecID, &e.lastSeq, &e.outWG)
+	go a.protect("output", func() { a.pump(outR, streamStdout, x.ExecID, &e.lastSeq, &e.outWG) })
+	go a.protect("output", func() { a.pump(errR, streamStderr, x.ExecID, &e.lastSeq, &e.outWG) })
 	err = c.sendToShim(&shimMsg{T: mExec, ID: x.ExecID, Exec: req}, syscall.UnixRights(int(outW.Fd()), int(errW.Fd())))
 	outW.Close()
 	errW.Close()
