@@ -376,6 +376,7 @@ func isHelloPayload(p []byte) bool {
 func (a *Agent) ctlReadLoop() {
 	dec := newDecoder(isHelloPayload)
 	buf := make([]byte, 64<<10)
+	var awaySince time.Time // when reads started returning 0 (no host); zero while connected
 	for {
 		n, err := syscall.Read(a.ctlFd, buf)
 		if err == syscall.EINTR || err == syscall.EAGAIN {
@@ -391,9 +392,18 @@ func (a *Agent) ctlReadLoop() {
 			if dec.Buffered() > 0 || dec.Resyncing() {
 				dec.Reset()
 			}
-			time.Sleep(disconnectSleep)
+			// Poll (the port reports hang-up, so poll(2) would not wait): often at first, then gently.
+			if awaySince.IsZero() {
+				awaySince = time.Now()
+			}
+			if time.Since(awaySince) < 5*time.Second {
+				time.Sleep(disconnectSleep)
+			} else {
+				time.Sleep(5 * disconnectSleep)
+			}
 			continue
 		}
+		awaySince = time.Time{}
 		dec.Feed(buf[:n])
 		for {
 			f, err := dec.Next()
