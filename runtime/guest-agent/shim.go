@@ -320,8 +320,13 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 		}
 		return 0, nil, reasonStartFailed, 0, fmt.Sprintf("join cgroup %s: %v", s.cfg.Cgroup, err)
 	}
-	if err := syscall.PtraceDetach(pid); err != nil {
-		logf("detach %d: %v", pid, err)
+	// A stop for another signal (sent before the execve) is passed on rather than swallowed.
+	sig := uintptr(0)
+	if ws.StopSignal() != syscall.SIGTRAP {
+		sig = uintptr(ws.StopSignal())
+	}
+	if _, _, e := syscall.Syscall6(syscall.SYS_PTRACE, syscall.PTRACE_DETACH, uintptr(pid), 0, sig, 0, 0); e != 0 {
+		logf("detach %d: %v", pid, e)
 	}
 	return pid, nil, "", 0, ""
 }
