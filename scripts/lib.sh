@@ -98,6 +98,8 @@ setup_machine() {
   apt_install nftables iproute2
   # Pod VMs: QEMU, the Go toolchain for the guest agent, what builds the initrd and root filesystem images.
   apt_install qemu-system-x86 golang-go busybox-static cpio e2fsprogs erofs-utils util-linux
+  # OCI image tests: a real registry (docker-registry; htpasswd from apache2-utils for its bcrypt Basic auth file).
+  apt_install docker-registry skopeo umoci openssl apache2-utils
   ensure_postgres
   ensure_redis
   ensure_node_modules

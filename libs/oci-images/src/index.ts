@@ -1,3 +1,4 @@
 export * from './lib/errors';
 export * from './lib/digest';
 export * from './lib/store';
+export * from './lib/registry';
