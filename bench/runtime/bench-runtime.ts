@@ -136,7 +136,7 @@ class Bench {
     const guest = join(repoRoot(), 'dist/guest');
     const manager = await SandboxManager.open({
       stateDir: this.stateDir,
-      kernel: join(guest, 'vmlinuz'),
+      kernel: join(guest, 'kernel'),
       initrd: join(guest, 'initrd.cpio'),
       allowTcg: true,
       bootTimeoutMs: 120_000,

@@ -6,7 +6,7 @@ a="$(mktemp -d)" b="$(mktemp -d)"
 trap 'rm -rf "$a" "$b"' EXIT
 CAAS_GUEST_OUT="$a" bash "$ROOT/runtime/guest/build.sh" 2>/dev/null
 CAAS_GUEST_OUT="$b" bash "$ROOT/runtime/guest/build.sh" 2>/dev/null
-if cmp -s "$a/initrd.cpio" "$b/initrd.cpio" && cmp -s "$a/vmlinuz" "$b/vmlinuz"; then
+if cmp -s "$a/initrd.cpio" "$b/initrd.cpio" && cmp -s "$a/kernel" "$b/kernel"; then
   echo "guest build is reproducible: $(sha256sum "$a/initrd.cpio" | cut -c1-16)… (initrd)"
 else
   echo "guest build is NOT reproducible: two builds differ" >&2

@@ -21,7 +21,7 @@ import { cgroupLeaves, defaultCgroupLayout, parseProcStatState } from '../../vmm
 import { buildBusyboxImage, type ExtraFile } from './rootfs';
 
 export const guest = {
-  kernel: join(repoRoot(), 'dist/guest/vmlinuz'),
+  kernel: join(repoRoot(), 'dist/guest/kernel'),
   initrd: join(repoRoot(), 'dist/guest/initrd.cpio'),
 };
 
