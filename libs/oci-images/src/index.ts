@@ -2,3 +2,4 @@ export * from './lib/errors';
 export * from './lib/digest';
 export * from './lib/store';
 export * from './lib/registry';
+export * from './lib/unpack';
