@@ -355,6 +355,9 @@ const cases: Case[] = [
   },
 ];
 
+// Generous per-case bound: a shared 2-core CI box under VM load runs the deep-path and bomb cases several times slower.
+jest.setTimeout(60_000);
+
 describe('malicious layers', () => {
   const tmp = scratch('caas-evil-');
   let n = 0;

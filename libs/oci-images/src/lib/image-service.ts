@@ -1,0 +1,251 @@
+/**
+ * What a node agent asks for: "give me a bootable filesystem image of this reference, for this tenant". It
+ * resolves the reference with the tenant's own credentials every time (a cached image is never used for a tenant
+ * who could not pull it), fetches the blobs it lacks into the node's content store (verified, coalesced,
+ * garbage-collected), applies the layers in order into a scratch tree, builds an ext4 image from it, and keeps
+ * that image, with the image's run config, keyed by the manifest digest.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { Digest } from './digest';
+import { ImageError } from './errors';
+import {
+  RegistryClient,
+  parseReference,
+  type Credentials,
+  type Descriptor,
+  type RegistryClientOptions,
+  type ResolvedImage,
+} from './registry';
+import { ContentStore, type Lease } from './store';
+import {
+  UnpackBudget,
+  applyLayer,
+  buildExt4Image,
+  parseImageRunConfig,
+  resolveUser,
+  type ImageRunConfig,
+  type ResolvedUser,
+  type UnpackLimits,
+} from './unpack';
+
+export interface ImageServiceOptions {
+  /** The node's image cache (root-only). */
+  cacheDir: string;
+  /** Disk the cache may use; least recently used images and blobs not in use by a pod are collected beyond it. */
+  cacheLimitBytes: number;
+  registry?: RegistryClientOptions;
+  unpackLimits?: Partial<UnpackLimits>;
+  /** Layers downloaded at once. Default 3. */
+  parallelDownloads?: number;
+}
+
+export type PullPhase = 'resolved' | 'download' | 'unpack' | 'filesystem' | 'ready';
+
+export interface PullProgress {
+  phase: PullPhase;
+  /** The layer being downloaded or unpacked (download and unpack phases). */
+  layer?: { index: number; digest: Digest; bytes: number; totalBytes: number };
+  /** Layers in the image. */
+  layers: number;
+  /** Bytes downloaded so far of `totalBytes` (the compressed layers and the config). */
+  bytes: number;
+  totalBytes: number;
+  /** True when the filesystem image was already on the node (nothing downloaded). */
+  cached: boolean;
+}
+
+export interface PullOptions {
+  /** The tenant's registry credentials for this registry; none = anonymous. */
+  credentials?: Credentials;
+  onProgress?: (progress: PullProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface PulledImage {
+  /** The reference as asked, in canonical form. */
+  reference: string;
+  /** What the reference resolved to: pin the pod to `<repository>@<digest>`. */
+  digest: Digest;
+  manifestDigest: Digest;
+  /** The read-only root filesystem for the VM (pass it to the sandbox as an image disk). */
+  fsImage: { path: string; fsType: 'ext4'; sizeBytes: number };
+  /** Entrypoint, cmd, env, working dir and user from the image, to merge with the pod's container spec. */
+  config: ImageRunConfig;
+  /** The image's `User` resolved against its own /etc/passwd and /etc/group. */
+  user: ResolvedUser;
+  /** Keeps the filesystem image from garbage collection: release it when the pod no longer runs. */
+  lease: Lease;
+}
+
+const artifactSchema = z.object({
+  manifestDigest: z.string(),
+  config: z.object({
+    entrypoint: z.array(z.string()).optional(),
+    cmd: z.array(z.string()).optional(),
+    env: z.array(z.string()),
+    workingDir: z.string().optional(),
+    user: z.string().optional(),
+  }),
+  user: z.object({ uid: z.number(), gid: z.number(), additionalGids: z.array(z.number()) }),
+  fsSizeBytes: z.number(),
+});
+type ArtifactMeta = z.infer<typeof artifactSchema>;
+
+const FS_IMAGE = 'fs.ext4';
+const META = 'image.json';
+
+export class ImageService {
+  private constructor(
+    private readonly store: ContentStore,
+    private readonly registry: RegistryClient,
+    private readonly options: ImageServiceOptions,
+  ) {}
+
+  static async open(options: ImageServiceOptions): Promise<ImageService> {
+    const store = await ContentStore.open(options.cacheDir, { limitBytes: options.cacheLimitBytes });
+    return new ImageService(store, new RegistryClient(options.registry), options);
+  }
+
+  /** Disk usage of the node's image cache (for disk-pressure reports). */
+  usage(): ReturnType<ContentStore['usage']> {
+    return this.store.usage();
+  }
+
+  gc(): ReturnType<ContentStore['gc']> {
+    return this.store.gc();
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+
+  /**
+   * Resolves `reference` with `credentials` (always against the registry: this is the tenant's authorization to
+   * use the image), then returns the cached filesystem image or builds it. Throws ImageError.
+   */
+  async pull(reference: string, options: PullOptions = {}): Promise<PulledImage> {
+    const ref = parseReference(reference);
+    const resolved = await this.registry.resolve(ref, options.credentials, { signal: options.signal });
+    const key = resolved.manifestDigest;
+    const blobs = [resolved.config, ...resolved.layers];
+    const totalBytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
+    const progress: PullProgress = {
+      phase: 'resolved',
+      layers: resolved.layers.length,
+      bytes: 0,
+      totalBytes,
+      cached: this.store.artifactPath(key) !== undefined,
+    };
+    const report = (update: Partial<PullProgress>) => options.onProgress?.({ ...progress, ...update });
+    report({});
+
+    // Pinned before anything is fetched: a concurrent GC must not take what this pull is about to use.
+    const working = this.store.lease([key, ...blobs.map((blob) => blob.digest)]);
+    try {
+      const dir = await this.store.ensureArtifact(key, (tempDir) => this.build(resolved, tempDir, options, report), {
+        reserveBytes: totalBytes * 3,
+      });
+      const lease = this.store.lease([key]);
+      const meta = await readMeta(dir).catch((error: unknown) => {
+        lease.release();
+        throw error;
+      });
+      report({ phase: 'ready', bytes: progress.cached ? 0 : totalBytes });
+      return {
+        reference: ref.toString(),
+        digest: resolved.digest,
+        manifestDigest: key,
+        fsImage: { path: join(dir, FS_IMAGE), fsType: 'ext4', sizeBytes: meta.fsSizeBytes },
+        config: meta.config,
+        user: meta.user,
+        lease,
+      };
+    } finally {
+      working.release();
+    }
+  }
+
+  private async build(
+    resolved: ResolvedImage,
+    tempDir: string,
+    options: PullOptions,
+    report: (update: Partial<PullProgress>) => void,
+  ): Promise<void> {
+    const { reference } = resolved;
+    const fetched = new Map<Digest, number>();
+    const downloaded = () => [...fetched.values()].reduce((sum, bytes) => sum + bytes, 0);
+    const fetchBlob = (descriptor: Descriptor, index?: number) =>
+      this.store.ensureBlob(
+        descriptor.digest,
+        descriptor.size,
+        () => this.registry.fetchBlob(reference, descriptor, options.credentials, { signal: options.signal }),
+        (bytes) => {
+          fetched.set(descriptor.digest, bytes);
+          report({
+            phase: 'download',
+            bytes: downloaded(),
+            ...(index === undefined
+              ? {}
+              : { layer: { index, digest: descriptor.digest, bytes, totalBytes: descriptor.size } }),
+          });
+        },
+      );
+
+    const configPath = await fetchBlob(resolved.config);
+    const config = parseImageRunConfig(await readFile(configPath));
+    const layerPaths = await mapLimited(resolved.layers, this.options.parallelDownloads ?? 3, (layer, index) =>
+      fetchBlob(layer, index),
+    );
+
+    const rootfs = join(tempDir, 'rootfs');
+    await mkdir(rootfs, { mode: 0o755 });
+    try {
+      const budget = new UnpackBudget(this.options.unpackLimits);
+      for (const [index, layer] of resolved.layers.entries()) {
+        const path = layerPaths[index];
+        if (path === undefined) throw new ImageError('BAD_LAYER', `layer ${index} was not fetched`);
+        report({
+          phase: 'unpack',
+          bytes: downloaded(),
+          layer: { index, digest: layer.digest, bytes: 0, totalBytes: layer.size },
+        });
+        await applyLayer(rootfs, createReadStream(path), budget);
+      }
+      const user = await resolveUser(config.user, rootfs);
+      report({ phase: 'filesystem', bytes: downloaded() });
+      const image = await buildExt4Image(rootfs, join(tempDir, FS_IMAGE));
+      const meta: ArtifactMeta = {
+        manifestDigest: resolved.manifestDigest,
+        config,
+        user,
+        fsSizeBytes: image.sizeBytes,
+      };
+      await writeFile(join(tempDir, META), JSON.stringify(meta), { mode: 0o600 });
+    } finally {
+      await rm(rootfs, { recursive: true, force: true });
+    }
+  }
+}
+
+async function readMeta(dir: string): Promise<ArtifactMeta> {
+  const parsed = artifactSchema.safeParse(JSON.parse(await readFile(join(dir, META), 'utf8')));
+  if (!parsed.success) throw new ImageError('FS_IMAGE_FAILED', `cached image metadata in ${dir} is not readable`);
+  return parsed.data;
+}
+
+/** `fn` over `items` with at most `limit` running at once, results in order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>) {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T, index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
