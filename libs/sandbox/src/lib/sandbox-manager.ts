@@ -47,6 +47,13 @@ export interface AdoptionReport {
   lost: Array<{ id: string; failure: SandboxFailure }>;
 }
 
+/**
+ * Guest kernel parameters for every VM. `cryptomgr.notests`: the stock kernel self-tests its crypto algorithms
+ * at boot, ≈0.6 s of emulated CPU under TCG (crypto_algapi_init and friends in `initcall_debug`); the guest's
+ * crypto is the tenant's own business and no boundary of ours depends on it.
+ */
+export const DEFAULT_GUEST_PARAMS: readonly string[] = ['cryptomgr.notests'];
+
 export interface SandboxManagerEvents {
   /**
    * A sandbox is tracked (created or being adopted), before its guest is connected: subscribe to its events
@@ -119,7 +126,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           kernel: this.options.kernel,
           initrd: this.options.initrd,
           tscKhz: this.tscKhz,
-          guestParams: [...(this.options.kernelParams ?? []), ...(spec.kernelParams ?? [])],
+          guestParams: [...DEFAULT_GUEST_PARAMS, ...(this.options.kernelParams ?? []), ...(spec.kernelParams ?? [])],
         },
         disks: spec.containers.map((container, index) => ({ path: container.image.path, serial: diskSerial(index) })),
       });
