@@ -10,8 +10,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { SandboxManager, cleanupVm, type Sandbox, type SandboxSpec } from '@caas/sandbox';
-import { buildBusyboxImage } from './busybox-image';
+import { SandboxManager, buildBusyboxImage, cleanupVm, type Sandbox, type SandboxSpec } from '@caas/sandbox';
 import { median, memAvailableMiB, percentile, processCpuSeconds, processMemory, qemuPids, round } from './host-stats';
 
 const RUNS = intEnv('RUNS', 20, 1);

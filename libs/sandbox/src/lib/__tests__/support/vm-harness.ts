@@ -18,7 +18,7 @@ import { SandboxManager, type SandboxManagerOptions } from '../../sandbox-manage
 import type { Sandbox, SandboxOutput } from '../../sandbox';
 import type { SandboxContainerSpec } from '../../sandbox-spec';
 import { cgroupLeaves, defaultCgroupLayout, parseProcStatState } from '../../vmm';
-import { buildBusyboxImage, type ExtraFile } from './rootfs';
+import { buildBusyboxImage, type ExtraFile } from '../../busybox-image';
 
 export const guest = {
   kernel: join(repoRoot(), 'dist/guest/kernel'),

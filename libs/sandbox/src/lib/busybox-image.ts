@@ -1,6 +1,6 @@
-// Root filesystem images for VM tests: Debian's static busybox with every applet linked, plus extra files,
-// turned into an ext4 image with `mkfs.ext4 -d` (no mount needed). The images stand in for what the OCI
-// image issue produces.
+// A root filesystem image from Debian's static busybox (every applet linked, a passwd/group with root and `app`
+// 1000:1000, plus extra files), as ext4 built with `mkfs.ext4 -d` (no mount needed). For development, tests and
+// benchmarks: a pod image that needs no registry. Real pods boot what @caas/oci-images builds from OCI images.
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
