@@ -40,6 +40,7 @@ type Container struct {
 
 	startOnce sync.Once
 	startCh   chan struct{} // closed when the start outcome is known
+	st        *stamps
 	done      chan struct{} // closed when exited and cleaned up
 	killOnce  sync.Once
 }
@@ -135,10 +136,22 @@ func (a *Agent) run(s *Spec) (ContainerStatus, error) {
 	a.order = append(a.order, s.Name)
 	a.mu.Unlock()
 
+	st := newStamps()
+	c.st = st
 	select {
 	case <-a.setupDone:
 	case <-time.After(30 * time.Second):
 	}
+	if s.FsType == "erofs" {
+		a.loadDeferredModules()
+		select {
+		case <-a.modulesDone:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	st.mark("setup-wait")
+	// Whatever happens to this run, the deferred modules are not held back any longer than it.
+	defer a.loadDeferredModules()
 	if err := a.prepare(c); err != nil {
 		a.teardown(c)
 		a.finish(c, outcome{reason: reasonStartFailed, message: err.Error()})
@@ -156,6 +169,8 @@ func (a *Agent) run(s *Spec) (ContainerStatus, error) {
 		syscall.Kill(c.shimPid, syscall.SIGKILL)
 		<-c.startCh
 	}
+	st.mark("started")
+	logf("%s: run (ms): %s", s.Name, st)
 	a.mu.Lock()
 	late := a.shuttingDown
 	a.mu.Unlock()
@@ -188,7 +203,7 @@ func waitDisk(serial string, timeout time.Duration) (string, error) {
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("no disk with serial %q after %v", serial, timeout)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -199,6 +214,7 @@ func (a *Agent) prepare(c *Container) error {
 	if err != nil {
 		return err
 	}
+	c.st.mark("disk")
 	// The cgroup, with its limits.
 	if err := os.Mkdir(c.cgroup, 0o755); err != nil {
 		if !os.IsExist(err) {
@@ -232,6 +248,7 @@ func (a *Agent) prepare(c *Container) error {
 			return fmt.Errorf("cgroup limit %s=%s: %w", l[0], l[1], err)
 		}
 	}
+	c.st.mark("cgroup")
 	// Image (read-only), writable layer (tmpfs), overlay.
 	image, rw, rootfs := c.dir+"/image", c.dir+"/rw", c.dir+"/rootfs"
 	for _, d := range []string{image, rw, rootfs} {
@@ -247,6 +264,7 @@ func (a *Agent) prepare(c *Container) error {
 		return fmt.Errorf("image disk %s: %w", s.Disk, err)
 	}
 	c.mounts = append(c.mounts, image)
+	c.st.mark("mount-image")
 	if err := mount("tmpfs", rw, "tmpfs", syscall.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", s.WritableLayerBytes)); err != nil {
 		return fmt.Errorf("writable layer: %w", err)
 	}
@@ -262,6 +280,7 @@ func (a *Agent) prepare(c *Container) error {
 		return fmt.Errorf("overlay: %w", err)
 	}
 	c.mounts = append(c.mounts, rootfs)
+	c.st.mark("tmpfs+overlay")
 	return nil
 }
 
@@ -311,6 +330,7 @@ func (a *Agent) startShim(c *Container) error {
 	}
 	c.shimPid = proc.Pid
 	proc.Release()
+	c.st.mark("shim-forked")
 	c.sock = sp[0]
 	shimExit := a.reaper.Watch(c.shimPid)
 	c.outWG.Add(2)
@@ -324,6 +344,7 @@ func (a *Agent) startShim(c *Container) error {
 		logf("%s: send the configuration to the shim: %v", s.Name, err)
 		syscall.Kill(c.shimPid, syscall.SIGKILL)
 	}
+	c.st.mark("config-sent")
 	go a.protect("supervise "+s.Name, func() { a.supervise(c, shimExit) })
 	return nil
 }

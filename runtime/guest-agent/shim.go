@@ -52,10 +52,14 @@ type shim struct {
 	workloadWS  syscall.WaitStatus
 	workloadEnd bool
 	execs       map[int]string // pid → exec id
+	st          *stamps
+	tid         int // the thread every process is forked from (its bounding set is the dropped one)
 }
 
 func shimMain() {
 	logPrefix = "caas-shim: "
+	st := newStamps()
+	st.parts = append(st.parts, fmt.Sprintf("main at %.1f", ms(st.last)))
 	// Every fork happens on this goroutine's thread: the tracer of a PTRACE_TRACEME child is the thread
 	// that forked it, and only that thread may detach it.
 	runtime.LockOSThread()
@@ -87,13 +91,19 @@ func shimMain() {
 	closeAll(first.fds)
 	s := &shim{cfg: first.msg.Config, execs: map[int]string{}, cgFd: -1}
 	logPrefix = "caas-shim[" + s.cfg.Name + "]: "
+	st.mark("config")
+	s.st = st
 
 	if err := s.setup(); err != nil {
 		s.send(&shimMsg{T: mFailed, Reason: reasonStartFailed, Message: err.Error()}, 0)
 		os.Exit(1)
 	}
 	pid, early, reason, code, msg := s.spawn(s.cfg.Argv, s.cfg.Env, s.cfg.Dir, s.cfg.UID, s.cfg.GID, s.cfg.Groups,
-		[]*os.File{s.devnull, os.Stdout, os.Stderr})
+		[]*os.File{s.devnull, os.Stdout, os.Stderr}, func(pid int) {
+			s.workload = pid
+			s.send(&shimMsg{T: mStarted}, pid)
+			st.mark("sent")
+		})
 	if pid == 0 {
 		m := &shimMsg{T: mFailed, Reason: reason, Message: msg}
 		if code != 0 {
@@ -102,8 +112,8 @@ func shimMain() {
 		s.send(m, 0)
 		os.Exit(1)
 	}
-	s.workload = pid
-	s.send(&shimMsg{T: mStarted}, pid)
+	st.mark("running")
+	logf("start (ms): %s", st)
 	if early != nil {
 		s.reapedOne(pid, *early)
 		s.finishIfDone()
@@ -177,7 +187,10 @@ func (s *shim) handle(r received) {
 		out := os.NewFile(uintptr(r.fds[0]), "stdout")
 		errf := os.NewFile(uintptr(r.fds[1]), "stderr")
 		e := m.Exec
-		pid, early, reason, code, msg := s.spawn(e.Argv, e.Env, e.Dir, e.UID, e.GID, e.Groups, []*os.File{s.devnull, out, errf})
+		pid, early, reason, code, msg := s.spawn(e.Argv, e.Env, e.Dir, e.UID, e.GID, e.Groups, []*os.File{s.devnull, out, errf}, func(pid int) {
+			s.execs[pid] = m.ID
+			s.send(&shimMsg{T: mExecStarted, ID: m.ID}, pid)
+		})
 		out.Close() // the only close of the received fds: a second one could hit a reused number
 		errf.Close()
 		if pid == 0 {
@@ -188,8 +201,6 @@ func (s *shim) handle(r received) {
 			s.send(fm, 0)
 			return
 		}
-		s.execs[pid] = m.ID
-		s.send(&shimMsg{T: mExecStarted, ID: m.ID}, pid)
 		if early != nil {
 			s.reapedOne(pid, *early)
 		}
@@ -258,8 +269,15 @@ func (s *shim) finishIfDone() {
 
 // spawn resolves and starts a process in the container's cgroup. pid 0 means it did not start, with a
 // reason, an exit code (127/126 or 0) and a message. early is set when the process died before it was
-// detached (its status was collected here and must be dispatched by the caller).
-func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []uint32, files []*os.File) (pid int, early *syscall.WaitStatus, reason string, code int, msg string) {
+// detached (its status was collected here and must be dispatched by the caller). started is called once
+// with the pid when pid is not 0: when the process is in the cgroup, just before it is let run (so the
+// report does not queue behind the workload's first instructions on a single CPU), or before spawn
+// returns if the process died first.
+func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []uint32, files []*os.File, started func(pid int)) (pid int, early *syscall.WaitStatus, reason string, code int, msg string) {
+	// The capability bounding set was dropped on this thread only (setup): children must be forked here.
+	if syscall.Gettid() != s.tid {
+		return 0, nil, reasonStartFailed, 0, "internal error: spawn off the shim's main thread"
+	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		msg := fmt.Sprintf("working directory %s is not a directory", dir)
 		if err != nil {
@@ -268,6 +286,7 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 		return 0, nil, reasonStartFailed, 0, msg
 	}
 	p, err := resolveCommand(argv[0], pathFromEnv(env), dir, osStat)
+	s.mark("resolve")
 	if err != nil {
 		if errors.Is(err, errCommandNotFound) {
 			return 0, nil, reasonCommandNotFound, 127, err.Error()
@@ -298,6 +317,7 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 	}
 	pid = proc.Pid
 	proc.Release()
+	s.mark("fork")
 	// The child stops with SIGTRAP right after its execve.
 	var ws syscall.WaitStatus
 	for {
@@ -308,8 +328,10 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 	}
 	if err != nil || !ws.Stopped() {
 		// Killed before it ran anything of its own (it was never in the cgroup, so it used nothing).
+		started(pid)
 		return pid, &ws, "", 0, ""
 	}
+	s.mark("exec-stop")
 	if _, err := syscall.Write(s.cgFd, []byte(strconv.Itoa(pid))); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		syscall.PtraceDetach(pid)
@@ -320,6 +342,8 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 		}
 		return 0, nil, reasonStartFailed, 0, fmt.Sprintf("join cgroup %s: %v", s.cfg.Cgroup, err)
 	}
+	s.mark("cgroup")
+	started(pid)
 	// A stop for another signal (sent before the execve) is passed on rather than swallowed.
 	sig := uintptr(0)
 	if ws.StopSignal() != syscall.SIGTRAP {
@@ -328,6 +352,7 @@ func (s *shim) spawn(argv, env []string, dir string, uid, gid uint32, groups []u
 	if _, _, e := syscall.Syscall6(syscall.SYS_PTRACE, syscall.PTRACE_DETACH, uintptr(pid), 0, sig, 0, 0); e != 0 {
 		logf("detach %d: %v", pid, e)
 	}
+	s.mark("detach")
 	return pid, nil, "", 0, ""
 }
 
@@ -341,6 +366,7 @@ func (s *shim) setup() error {
 	if err := mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return err
 	}
+	s.mark("open-cg+private")
 	if err := mount(c.Rootfs, c.Rootfs, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 		return err
 	}
@@ -361,6 +387,7 @@ func (s *shim) setup() error {
 	if err := syscall.Chdir("/"); err != nil {
 		return err
 	}
+	s.mark("pivot")
 	old := "/" + oldRootDir
 	// From here on every path resolves inside the container's root (symlinks in the image included).
 	if err := mkdirIn("/proc", 0o555); err != nil {
@@ -369,9 +396,11 @@ func (s *shim) setup() error {
 	if err := mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 		return err
 	}
+	s.mark("proc")
 	if err := s.setupDev(old); err != nil {
 		return err
 	}
+	s.mark("dev")
 	if err := mkdirIn("/sys", 0o555); err == nil {
 		if err := mount("sysfs", "/sys", "sysfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 			logf("%v", err)
@@ -381,14 +410,25 @@ func (s *shim) setup() error {
 		return fmt.Errorf("unmount the old root: %w", err)
 	}
 	syscall.Rmdir(old)
+	s.mark("sys+umount-old")
 	maskProc()
+	s.mark("maskproc")
 	if err := syscall.Sethostname([]byte(c.Hostname)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
 	if s.devnull, err = os.OpenFile("/dev/null", os.O_RDWR, 0); err != nil {
 		return err
 	}
-	return dropCaps()
+	s.tid = syscall.Gettid()
+	err = dropCaps()
+	s.mark("caps")
+	return err
+}
+
+func (s *shim) mark(what string) {
+	if s.st != nil {
+		s.st.mark(what)
+	}
 }
 
 func mkdirIn(p string, mode os.FileMode) error {
@@ -459,13 +499,17 @@ func maskProc() {
 	}
 }
 
-// dropCaps removes every capability but keptCaps from the bounding set of all the shim's threads.
+// dropCaps removes every capability but keptCaps from the bounding set of the calling thread: the one
+// thread (runtime.LockOSThread in shimMain) that forks every process of the container, which inherit it.
+// The shim's other threads keep theirs, but never start a process (spawn checks its thread); dropping on
+// all threads (AllThreadsSyscall: a stop-the-world and a signal per thread and capability) cost ≈35 ms of
+// each container start under emulation.
 func dropCaps() error {
 	for c := 0; c < 64; c++ {
 		if keptCaps[c] {
 			continue
 		}
-		_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, prCapbsetDrop, uintptr(c), 0)
+		_, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prCapbsetDrop, uintptr(c), 0)
 		if e == syscall.EINVAL {
 			break // beyond the kernel's last capability
 		}

@@ -155,3 +155,21 @@ func errnoOf(err error) syscall.Errno {
 	}
 	return 0
 }
+
+// stamps collects CLOCK_BOOTTIME marks of one operation's steps, logged as one console line at the end
+// (a console write per step would itself cost time under emulation).
+type stamps struct {
+	last  int64
+	parts []string
+}
+
+func newStamps() *stamps { return &stamps{last: boottimeNs()} }
+
+// mark records the time since the previous mark under what.
+func (s *stamps) mark(what string) {
+	now := boottimeNs()
+	s.parts = append(s.parts, fmt.Sprintf("%s %.1f", what, ms(now-s.last)))
+	s.last = now
+}
+
+func (s *stamps) String() string { return strings.Join(s.parts, ", ") }
