@@ -38,7 +38,7 @@ export interface ImageServiceOptions {
   cacheLimitBytes: number;
   registry?: RegistryClientOptions;
   unpackLimits?: Partial<UnpackLimits>;
-  /** Layers downloaded at once. Default 3. */
+  /** Blobs downloaded at once. Default 4. */
   parallelDownloads?: number;
 }
 
@@ -98,15 +98,23 @@ const FS_IMAGE = 'fs.ext4';
 const META = 'image.json';
 
 export class ImageService {
+  private readonly removals = new Set<Promise<void>>();
+
   private constructor(
     private readonly store: ContentStore,
     private readonly registry: RegistryClient,
     private readonly options: ImageServiceOptions,
+    /** Scratch trees images are unpacked into, beside the cache (same file system, not counted in it). */
+    private readonly scratchDir: string,
   ) {}
 
   static async open(options: ImageServiceOptions): Promise<ImageService> {
     const store = await ContentStore.open(options.cacheDir, { limitBytes: options.cacheLimitBytes });
-    return new ImageService(store, new RegistryClient(options.registry), options);
+    const scratchDir = `${options.cacheDir.replace(/\/+$/, '')}.scratch`;
+    // Trees left by a process that died mid-pull.
+    await rm(scratchDir, { recursive: true, force: true });
+    await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+    return new ImageService(store, new RegistryClient(options.registry), options, scratchDir);
   }
 
   /** Disk usage of the node's image cache (for disk-pressure reports). */
@@ -118,8 +126,9 @@ export class ImageService {
     return this.store.gc();
   }
 
-  close(): Promise<void> {
-    return this.store.close();
+  async close(): Promise<void> {
+    await Promise.all(this.removals);
+    await this.store.close();
   }
 
   /**
@@ -194,18 +203,20 @@ export class ImageService {
         },
       );
 
-    const configPath = await fetchBlob(resolved.config);
-    const config = parseImageRunConfig(await readFile(configPath));
-    const layerPaths = await mapLimited(resolved.layers, this.options.parallelDownloads ?? 3, (layer, index) =>
-      fetchBlob(layer, index),
-    );
+    // Every blob is requested at once (a few at a time) and each layer is applied as soon as it and the ones
+    // before it are stored: unpacking overlaps the downloads still running.
+    const limit = limiter(this.options.parallelDownloads ?? 4);
+    const configPath = limit(() => fetchBlob(resolved.config));
+    const layerPaths = resolved.layers.map((layer, index) => limit(() => fetchBlob(layer, index)));
+    const settled = Promise.allSettled([configPath, ...layerPaths]); // no unhandled rejection if we stop early
 
-    const rootfs = join(tempDir, 'rootfs');
-    await mkdir(rootfs, { mode: 0o755 });
+    const rootfs = join(this.scratchDir, `${resolved.manifestDigest.slice(7, 23)}-${process.pid}-${Date.now()}`);
+    await mkdir(rootfs, { recursive: true, mode: 0o755 });
     try {
+      const config = parseImageRunConfig(await readFile(await configPath));
       const budget = new UnpackBudget(this.options.unpackLimits);
       for (const [index, layer] of resolved.layers.entries()) {
-        const path = layerPaths[index];
+        const path = await layerPaths[index];
         if (path === undefined) throw new ImageError('BAD_LAYER', `layer ${index} was not fetched`);
         report({
           phase: 'unpack',
@@ -225,8 +236,15 @@ export class ImageService {
       };
       await writeFile(join(tempDir, META), JSON.stringify(meta), { mode: 0o600 });
     } finally {
-      await rm(rootfs, { recursive: true, force: true });
+      await settled;
+      // Deleting thousands of files takes a while: the pull does not wait for it (close() does).
+      this.removeLater(rootfs);
     }
+  }
+
+  private removeLater(path: string): void {
+    const removal = rm(path, { recursive: true, force: true }).finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
   }
 }
 
@@ -236,16 +254,20 @@ async function readMeta(dir: string): Promise<ArtifactMeta> {
   return parsed.data;
 }
 
-/** `fn` over `items` with at most `limit` running at once, results in order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>) {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T, index);
+/** Runs the tasks given to it with at most `concurrency` of them at once, in the order given. */
+function limiter(concurrency: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async (task) => {
+    // A finishing task hands its slot straight to the next waiting one, so never more than `concurrency` run.
+    if (running >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
 }
