@@ -1,11 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
 import { digestOf } from '../../digest';
-import { ImageError } from '../../errors';
 import { backoffDelay, RegistryClient, type RegistryClientOptions } from '../client';
 import { MediaTypes } from '../manifest';
 import { parseReference } from '../reference';
 import { addImage, FakeServer, sendError, serveContent } from './fake-registry';
+import { drain, failure, nth } from './test-helpers';
 
 const FAST: RegistryClientOptions = { retry: { attempts: 4, baseMs: 1, maxMs: 5 }, timeoutMs: 2000 };
 const alice = { username: 'alice', password: 'alice-pw' };
@@ -21,29 +20,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await Promise.all([registry.close(), tokens.close(), storage.close()]);
 });
-
-/** The i-th element, which the test knows is there. */
-function nth<T>(items: readonly T[], i: number): T {
-  const item = items[i];
-  if (item === undefined) throw new Error(`no element ${i}`);
-  return item;
-}
-
-async function failure(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ImageError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
-
-async function drain(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 function basicUser(req: IncomingMessage): { user: string; password: string } | undefined {
   const match = /^Basic (.+)$/.exec(req.headers.authorization ?? '');

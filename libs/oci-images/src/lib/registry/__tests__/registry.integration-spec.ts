@@ -5,16 +5,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { digestOf } from '../../digest';
-import { ImageError } from '../../errors';
 import { freePort, TestRegistry } from '../../__tests__/support/registry-harness';
 import { pushBlob, pushImage, pushIndex, type PushedImage } from '../../__tests__/support/registry-push';
 import { tarGz } from '../../__tests__/support/registry-tar';
 import type { TokenService } from '../../__tests__/support/registry-token-service';
 import { RegistryClient, type RegistryClientOptions } from '../client';
 import { MediaTypes } from '../manifest';
+import { drain, failure, nth } from './test-helpers';
 
 jest.setTimeout(20_000);
 
@@ -42,32 +41,9 @@ afterAll(async () => {
   await Promise.all([open?.stop(), basic?.stop(), token?.stop()]);
 });
 
-/** The i-th element, which the test knows is there. */
-function nth<T>(items: readonly T[], i: number): T {
-  const item = items[i];
-  if (item === undefined) throw new Error(`no element ${i}`);
-  return item;
-}
-
 function tokenServiceOf(registry: TestRegistry): TokenService {
   if (registry.tokenService === undefined) throw new Error('not a token registry');
   return registry.tokenService;
-}
-
-async function failure(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ImageError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
-
-async function drain(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 const layer = (name: string, content: string | Buffer) =>
