@@ -2,22 +2,15 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex } from '../../digest';
-import { ContentStore } from '../content-store';
-import { deferred, fetchOf, listTmp, makeBlob, tempDirs, tick } from './helpers';
+import type { ContentStore } from '../content-store';
+import { deferred, fetchOf, freshStores, listTmp, makeBlob, tick } from './helpers';
 
-const dirs = tempDirs();
+const stores = freshStores();
 let store: ContentStore;
 let root: string;
 
-beforeEach(async () => {
-  root = dirs.make();
-  store = await ContentStore.open(root, { limitBytes: 64 * 1024 * 1024 });
-});
-
-afterEach(async () => {
-  await store.close();
-  dirs.cleanup();
-});
+beforeEach(async () => ({ root, store } = await stores.open()));
+afterEach(() => stores.closeAll());
 
 const key = makeBlob(100).digest;
 const finalDir = (): string => join(root, 'artifacts', 'sha256', digestHex(key));

@@ -3,22 +3,15 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { digestHex } from '../../digest';
 import { ImageError } from '../../errors';
-import { ContentStore } from '../content-store';
-import { deferred, fetchOf, listTmp, makeBlob, manualStream, tempDirs, tick } from './helpers';
+import type { ContentStore } from '../content-store';
+import { deferred, fetchOf, freshStores, listTmp, makeBlob, manualStream, tick } from './helpers';
 
-const dirs = tempDirs();
+const stores = freshStores();
 let store: ContentStore;
 let root: string;
 
-beforeEach(async () => {
-  root = dirs.make();
-  store = await ContentStore.open(root, { limitBytes: 64 * 1024 * 1024 });
-});
-
-afterEach(async () => {
-  await store.close();
-  dirs.cleanup();
-});
+beforeEach(async () => ({ root, store } = await stores.open()));
+afterEach(() => stores.closeAll());
 
 const finalPath = (digest: string): string => join(root, 'blobs', 'sha256', digest.slice('sha256:'.length));
 

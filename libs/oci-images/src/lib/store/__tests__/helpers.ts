@@ -33,6 +33,24 @@ export function tempDirs(): { make(): string; cleanup(): void } {
   };
 }
 
+/** Content stores (64 MiB limit) on fresh directories: `open` one per test, `closeAll` after each test. */
+export function freshStores(): { open(): Promise<{ root: string; store: ContentStore }>; closeAll(): Promise<void> } {
+  const dirs = tempDirs();
+  const opened: ContentStore[] = [];
+  return {
+    async open() {
+      const root = dirs.make();
+      const store = await ContentStore.open(root, { limitBytes: 64 * 1024 * 1024 });
+      opened.push(store);
+      return { root, store };
+    },
+    async closeAll() {
+      for (const store of opened.splice(0)) await store.close();
+      dirs.cleanup();
+    },
+  };
+}
+
 /** A fetch that serves `data` in chunks, counting its calls. */
 export function fetchOf(data: Buffer, chunk = 4096): jest.Mock<Promise<Readable>, []> {
   return jest.fn(async () => {
