@@ -33,6 +33,11 @@ func startReaper() *Reaper {
 }
 
 func (r *Reaper) reapAll() {
+	reapExited(r.deliver)
+}
+
+// reapExited reaps, without blocking, every child that has exited and hands each wait status to handle.
+func reapExited(handle func(pid int, ws syscall.WaitStatus)) {
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
@@ -42,7 +47,7 @@ func (r *Reaper) reapAll() {
 		if err != nil || pid <= 0 {
 			return
 		}
-		r.deliver(pid, ws)
+		handle(pid, ws)
 	}
 }
 

@@ -230,17 +230,7 @@ func (s *shim) reapedOne(pid int, ws syscall.WaitStatus) {
 }
 
 func (s *shim) reap() {
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			break
-		}
-		s.reapedOne(pid, ws)
-	}
+	reapExited(s.reapedOne)
 	s.finishIfDone()
 }
 
