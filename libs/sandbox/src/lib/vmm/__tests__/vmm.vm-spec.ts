@@ -37,15 +37,9 @@ afterEach(async () => {
 });
 afterAll(() => env.remove());
 
-async function launch(
-  name: string,
-  spec: Partial<QemuSpec> = {},
-  extra: Partial<LaunchOptions> = {},
-): Promise<{ handle: VmHandle; id: string; dir: string }> {
-  const id = env.id(name);
-  const dir = env.dir(id);
-  env.track(id);
-  const { args, passFiles } = buildQemuCommand({
+/** The QEMU command of a small paused TCG VM booting a firmware; `spec` overrides any of it. */
+function pausedVmCommand(dir: string, spec: Partial<QemuSpec> = {}): ReturnType<typeof buildQemuCommand> {
+  return buildQemuCommand({
     dir,
     accel: 'tcg',
     memoryMiB: 64,
@@ -54,6 +48,17 @@ async function launch(
     paused: true,
     ...spec,
   });
+}
+
+async function launch(
+  name: string,
+  spec: Partial<QemuSpec> = {},
+  extra: Partial<LaunchOptions> = {},
+): Promise<{ handle: VmHandle; id: string; dir: string }> {
+  const id = env.id(name);
+  const dir = env.dir(id);
+  env.track(id);
+  const { args, passFiles } = pausedVmCommand(dir, spec);
   const uid = await allocateVmUid(env.root, UID_RANGE);
   const handle = await launchQemu({
     id,
@@ -205,14 +210,7 @@ describe('launchQemu: a paused VM, hardened', () => {
     const again = await launchQemu({
       id: first.id,
       dir: first.dir,
-      args: buildQemuCommand({
-        dir: first.dir,
-        accel: 'tcg',
-        memoryMiB: 64,
-        vcpus: 1,
-        boot: { kind: 'firmware' },
-        paused: true,
-      }).args,
+      args: pausedVmCommand(first.dir).args,
       uid: first.handle.uid,
       gid: first.handle.gid,
       cgroup: { cpuMillis: 500, memoryBytes: MEMORY_BYTES },
@@ -275,14 +273,7 @@ describe('adoption after the launching process exits', () => {
     const dir = env.dir(id);
     env.track(id);
     const uid = await allocateVmUid(env.root, UID_RANGE);
-    const { args } = buildQemuCommand({
-      dir,
-      accel: 'tcg',
-      memoryMiB: 64,
-      vcpus: 1,
-      boot: { kind: 'firmware' },
-      paused: true,
-    });
+    const { args } = pausedVmCommand(dir);
     const options: LaunchOptions = {
       id,
       dir,
@@ -383,14 +374,7 @@ describe('failures and half-created VMs', () => {
     const id = env.id('badarg');
     const dir = env.dir(id);
     env.track(id);
-    const { args } = buildQemuCommand({
-      dir,
-      accel: 'tcg',
-      memoryMiB: 64,
-      vcpus: 1,
-      boot: { kind: 'firmware' },
-      paused: true,
-    });
+    const { args } = pausedVmCommand(dir);
     const uid = await allocateVmUid(env.root, UID_RANGE);
     const error = await launchQemu({
       id,
