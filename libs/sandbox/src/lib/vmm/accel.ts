@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { access, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { AcceleratorUnavailableError } from './errors';
+import { exists } from './exists';
 import type { Accelerator } from './qemu-args';
 import { QEMU_SANDBOX_OPTION } from './qemu-args';
 
@@ -70,15 +71,6 @@ export function chooseAccelerator(verdict: KvmVerdict, allowTcg: boolean): Accel
       `KVM unusable (${verdict.reason}); TCG because allowTcg is set. ` +
       'TCG is not a security boundary: do not run untrusted tenants on it.',
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export async function readHostKvmFacts(): Promise<HostKvmFacts> {

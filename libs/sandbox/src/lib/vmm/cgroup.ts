@@ -1,6 +1,7 @@
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmmError } from './errors';
+import { exists } from './exists';
 import { validateVmId } from './paths';
 import { sleep } from './sleep';
 
@@ -130,15 +131,6 @@ export function planCgroup(layout: CgroupLayout, id: string, limits: CgroupLimit
         procsFiles: [join(leaf, 'cgroup.procs')],
       };
     }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
