@@ -4,7 +4,7 @@ import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { AcceleratorUnavailableError } from './errors';
 import { exists } from './exists';
 import type { Accelerator } from './qemu-args';
-import { QEMU_SANDBOX_OPTION } from './qemu-args';
+import { machineArgs, QEMU_SANDBOX_OPTION } from './qemu-args';
 
 export interface AcceleratorChoice {
   accel: Accelerator;
@@ -97,21 +97,7 @@ export function tryKvmBoot(options: BootTryOptions): Promise<BootTryResult> {
   const accel = options.accel ?? 'kvm';
   const marker = options.marker ?? 'Linux version';
   const args = [
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
-    '-machine',
-    'microvm,acpi=on',
-    '-accel',
-    accel,
-    '-cpu',
-    accel === 'kvm' ? 'host' : 'max',
-    '-m',
-    '256',
-    '-smp',
-    '1',
+    ...machineArgs(accel, 256, 1),
     '-kernel',
     options.kernel,
     ...(options.initrd !== undefined ? ['-initrd', options.initrd] : []),

@@ -63,6 +63,30 @@ export const MAX_DISK_SERIAL_BYTES = 20;
 /** Never absent, whatever the spec: the flags the platform's isolation relies on. */
 export const QEMU_SANDBOX_OPTION = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
+/**
+ * The machine every VM runs on, and the KVM probe (accel.ts) boots: a microvm with ACPI, no default devices,
+ * config file, display or reboot, the accelerator with its CPU model, memory and vCPUs.
+ */
+export function machineArgs(accel: Accelerator, memoryMiB: number, vcpus: number): string[] {
+  return [
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-machine',
+    'microvm,acpi=on',
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    String(memoryMiB),
+    '-smp',
+    String(vcpus),
+  ];
+}
+
 /** Kernel parameters we set ourselves; `guestParams` may not override them. */
 const RESERVED_GUEST_PARAMS = new Set(['console', 'panic', 'tsc_early_khz', 'tsc', 'quiet']);
 const DISK_SERIAL = /^[A-Za-z0-9-]{1,20}$/;
@@ -160,21 +184,7 @@ export function buildQemuCommand(spec: QemuSpec): QemuCommand {
 
   const args = [
     ...(spec.name !== undefined ? ['-name', `guest=${spec.name}`] : []),
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
-    '-machine',
-    'microvm,acpi=on',
-    '-accel',
-    spec.accel,
-    '-cpu',
-    spec.accel === 'kvm' ? 'host' : 'max',
-    '-m',
-    String(spec.memoryMiB),
-    '-smp',
-    String(spec.vcpus),
+    ...machineArgs(spec.accel, spec.memoryMiB, spec.vcpus),
     ...bootArgs(spec.boot),
     '-serial',
     `file:${paths.consoleLog}`,
