@@ -358,6 +358,23 @@ type outcome struct {
 	oom      bool // execs: the cgroup's OOM kill count went up while it ran
 }
 
+// statusReason is the reason of the exited status: the outcome's own if it has one, else OOMKilled for a
+// SIGKILL during an OOM kill (oom), Signaled, Completed (exit 0) or Error.
+func (o outcome) statusReason() string {
+	switch {
+	case o.reason != "":
+		return o.reason
+	case o.signal != nil && *o.signal == int(syscall.SIGKILL) && o.oom:
+		return reasonOOMKilled
+	case o.signal != nil:
+		return reasonSignaled
+	case o.exitCode != nil && *o.exitCode == 0:
+		return reasonCompleted
+	default:
+		return reasonError
+	}
+}
+
 // supervise reads the shim's reports until it goes away, then finishes the container.
 func (a *Agent) supervise(c *Container, shimExit <-chan syscall.WaitStatus) {
 	buf := make([]byte, shimMsgMax)
@@ -488,16 +505,7 @@ func (a *Agent) finishAt(c *Container, out outcome, finished int64, oomKilled bo
 	st.Message = truncate(out.message, maxMessageLen)
 	st.OOMKilled = oomKilled
 	st.LastOutputSeq = atomic.LoadUint64(&c.lastSeq)
-	switch {
-	case out.reason != "":
-		st.Reason = out.reason
-	case out.signal != nil:
-		st.Reason = reasonSignaled
-	case out.exitCode != nil && *out.exitCode == 0:
-		st.Reason = reasonCompleted
-	default:
-		st.Reason = reasonError
-	}
+	st.Reason = out.statusReason()
 	c.running, c.exited, c.visible = false, true, true
 	pending := c.pending
 	c.pending = map[string]chan execReply{}
@@ -795,18 +803,7 @@ func (a *Agent) finishExec(e *Exec, out outcome) {
 		st.ExitCode, st.Signal = out.exitCode, out.signal
 		st.Message = truncate(out.message, maxMessageLen)
 		st.LastOutputSeq = atomic.LoadUint64(&e.lastSeq)
-		switch {
-		case out.reason != "":
-			st.Reason = out.reason
-		case out.signal != nil && *out.signal == int(syscall.SIGKILL) && out.oom:
-			st.Reason = reasonOOMKilled
-		case out.signal != nil:
-			st.Reason = reasonSignaled
-		case out.exitCode != nil && *out.exitCode == 0:
-			st.Reason = reasonCompleted
-		default:
-			st.Reason = reasonError
-		}
+		st.Reason = out.statusReason()
 		status := *st
 		a.trimExecsLocked()
 		a.mu.Unlock()
