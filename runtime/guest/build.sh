@@ -22,8 +22,13 @@ need apt-get apt-cache dpkg-deb cpio go lz4
 # 1. The kernel package: the one Debian's linux-image-cloud-amd64 points at, unless pinned.
 pkg="${CAAS_GUEST_KERNEL_PKG:-}"
 if [ -z "$pkg" ]; then
-  pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
-  [ -n "$pkg" ] || die "apt does not know linux-image-cloud-amd64: run apt-get update"
+  find_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+  pkg="$(find_pkg)"
+  if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
+    say "apt does not know linux-image-cloud-amd64 yet: apt-get update"
+    apt-get update -qq >&2 && pkg="$(find_pkg)"
+  fi
+  [ -n "$pkg" ] || die "apt does not know linux-image-cloud-amd64: run apt-get update as root"
 fi
 mkdir -p "$CACHE"
 deb="$(ls "$CACHE"/"${pkg}"_*.deb 2>/dev/null | head -1 || true)"
