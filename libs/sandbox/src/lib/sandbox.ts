@@ -162,7 +162,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     this.vmGone = new Promise((resolve) => {
       this.goneSignal = () => resolve(undefined);
       parts.exited?.then(resolve, () => resolve(undefined));
-      parts.qmp.onClose(() => void this.watchUntilDead().then(() => resolve(undefined)));
+      // QMP closes as QEMU exits: once the process is gone, take its exit status too when it is our child.
+      parts.qmp.onClose(() => {
+        void this.watchUntilDead()
+          .then(() => (parts.exited ? Promise.race([parts.exited, delay(2_000).then(() => undefined)]) : undefined))
+          .then(resolve, () => resolve(undefined));
+      });
     });
     void this.vmGone.then((exit) => this.finish(exit));
   }
@@ -323,6 +328,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
 
   /** Marks the sandbox failed and tears the VM down (a boot that did not complete). */
   async fail(reason: SandboxFailureReason, message: string): Promise<SandboxFailure> {
+    // When the VM itself already went away (a panic during boot, QEMU killed), what happened to it is the reason.
+    if (this.gone) await this.gone;
     if (!this.currentFailure) this.currentFailure = { reason, message, consoleTail: await this.consoleTail() };
     await this.destroy();
     return this.currentFailure;
@@ -350,14 +357,19 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
 
   private async describeUnaskedExit(exit: VmExit | undefined): Promise<SandboxFailure> {
     const consoleTail = await this.consoleTail();
-    const panicked = this.qmpEvents.some((event) => event.event === 'GUEST_PANICKED');
+    // pvpanic reports a panic once its module is loaded; one earlier in boot only shows on the console (and,
+    // with panic=-1 and -no-reboot, as a guest reset).
+    const panicked =
+      this.qmpEvents.some((event) => event.event === 'GUEST_PANICKED') ||
+      /Kernel panic - not syncing/.test(consoleTail);
     const shutdown = this.qmpEvents.find((event) => event.event === 'SHUTDOWN');
     const how = exit ? (exit.signal ? `signal ${exit.signal}` : `exit code ${String(exit.code)}`) : 'not our child';
     if (panicked) return { reason: 'GuestPanic', message: 'the guest kernel panicked', consoleTail };
     if (exit?.signal) return { reason: 'QemuKilled', message: `QEMU died of ${exit.signal}`, consoleTail };
     const shutdownReason = (shutdown?.data as { reason?: unknown } | undefined)?.reason;
-    if (shutdownReason === 'guest-shutdown') {
-      return { reason: 'GuestPoweredOff', message: 'the guest powered itself off', consoleTail };
+    if (shutdownReason === 'guest-shutdown' || shutdownReason === 'guest-reset') {
+      const what = shutdownReason === 'guest-reset' ? 'reset' : 'powered off';
+      return { reason: 'GuestPoweredOff', message: `the guest ${what} itself`, consoleTail };
     }
     const detail = shutdown ? `after a shutdown (${String(shutdownReason)})` : 'without a shutdown (killed or crashed)';
     return { reason: exit ? 'QemuExited' : 'QemuKilled', message: `QEMU ended ${detail}, ${how}`, consoleTail };

@@ -207,6 +207,23 @@ describe('pod sandboxes (real QEMU)', () => {
     await expectNothingLeft(sandbox, stateDir);
   });
 
+  it('reports a guest that panics during boot as GuestPanic, not as a generic failure', async () => {
+    const error = await manager
+      .create({
+        id: 'bootpanic',
+        vcpus: 1,
+        memoryMiB: 128,
+        kernelParams: ['rdinit=/no/such/init'], // the kernel finds no init: "Kernel panic - not syncing"
+        containers: [container('a', busybox, 'true')],
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SandboxFailedError);
+    expect((error as SandboxFailedError).failure).toMatchObject({ reason: 'GuestPanic' });
+    expect((error as SandboxFailedError).failure.consoleTail).toMatch(/Kernel panic/);
+    expect(manager.list()).toEqual([]);
+    expect(readdirSync(stateDir)).not.toContain('bootpanic');
+  });
+
   it('reports QEMU killed from outside and cleans up', async () => {
     const sandbox = await manager.create({
       id: 'killed',
