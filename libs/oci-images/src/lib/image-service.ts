@@ -249,8 +249,13 @@ export class ImageService {
 }
 
 async function readMeta(dir: string): Promise<ArtifactMeta> {
-  const parsed = artifactSchema.safeParse(JSON.parse(await readFile(join(dir, META), 'utf8')));
-  if (!parsed.success) throw new ImageError('FS_IMAGE_FAILED', `cached image metadata in ${dir} is not readable`);
+  let parsed: ReturnType<typeof artifactSchema.safeParse> | undefined;
+  try {
+    parsed = artifactSchema.safeParse(JSON.parse(await readFile(join(dir, META), 'utf8')));
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed?.success) throw new ImageError('FS_IMAGE_FAILED', `cached image metadata in ${dir} is not readable`);
   return parsed.data;
 }
 
