@@ -2,27 +2,63 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { ConfigError } from '@caas/config';
 import { createDb } from '@caas/db';
+import { QueueName } from '@caas/queue-contracts';
 import { loadSchedulerConfig } from './config/scheduler-config';
+import { OutboxRelay } from './outbox/outbox-relay';
+import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
+import { EvictionPolicyError, checkEvictionPolicy } from './queues/redis-eviction-policy';
 
 /**
- * The scheduler process. So far it validates its configuration and checks that PostgreSQL and Redis
- * answer; the outbox relay, placement, node monitor and reconcile loops arrive with their issue.
+ * The scheduler process. So far it runs the outbox relay (outbox rows → jobs on the placement queue); the
+ * placement worker, node monitor, status ingest and reconcile loops arrive with their slices of the issue.
  */
 async function main(): Promise<void> {
   const config = loadSchedulerConfig();
   const log = pino({ level: config.LOG_LEVEL, base: { app: 'scheduler' } });
   const db = createDb({
     url: config.DATABASE_URL,
-    poolSize: 2,
+    poolSize: 4,
     onIdleError: (error) => log.warn({ err: error }, 'idle PostgreSQL connection failed'),
   });
+  // One producer connection for the checks and the queues. A bounded retry count makes a Redis outage fail
+  // the batch (which rolls back and retries) instead of queueing commands forever.
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 });
-  await db.prisma.$queryRaw`SELECT 1`;
-  await redis.ping();
-  log.info('scheduler connected to PostgreSQL and Redis; no scheduling loops are implemented yet');
-  const stop = async (signal: string) => {
-    log.info({ signal }, 'scheduler stopping');
+  redis.on('error', (error) => log.warn({ err: error }, 'Redis connection error'));
+  try {
+    await db.prisma.$queryRaw`SELECT 1`;
+    await redis.ping();
+    await checkEvictionPolicy(redis, config.REDIS_EVICTION_POLICY_CHECK, log);
+  } catch (error) {
     await Promise.allSettled([db.close(), redis.quit()]);
+    throw error;
+  }
+
+  const queues = createControlPlaneQueues(redis, config.QUEUE_PREFIX, log);
+  const relay = new OutboxRelay({
+    pool: db.pool,
+    queues,
+    log: log.child({ loop: 'outbox-relay' }),
+    batchSize: config.OUTBOX_BATCH_SIZE,
+    pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+    enqueueTimeoutMs: config.OUTBOX_ENQUEUE_TIMEOUT_MS,
+  });
+  relay.start();
+  log.info(
+    {
+      queue: QueueName.Placement,
+      prefix: config.QUEUE_PREFIX,
+      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+      batchSize: config.OUTBOX_BATCH_SIZE,
+    },
+    'scheduler relaying the outbox to the placement queue; nothing consumes that queue yet (the placement worker comes next)',
+  );
+
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'scheduler stopping: finishing the outbox batch under way');
+    await relay.stop();
+    await closeControlPlaneQueues(queues);
+    await Promise.allSettled([db.close(), redis.quit()]);
+    log.info('scheduler stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
@@ -30,6 +66,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof ConfigError ? error.message : `scheduler failed: ${String(error)}`}\n`);
+  const clear = error instanceof ConfigError || error instanceof EvictionPolicyError;
+  process.stderr.write(`${clear ? (error as Error).message : `scheduler failed: ${String(error)}`}\n`);
   process.exit(error instanceof ConfigError ? 78 : 1);
 });

@@ -1,10 +1,28 @@
 import { z } from 'zod';
 import { parseEnv } from '@caas/config';
 
+const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+
 const schema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** BullMQ key prefix of the control-plane queues (`<prefix>:placement:…`). */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
+    .default('bull'),
+  /**
+   * BullMQ loses jobs when Redis evicts keys: `fatal` refuses to start unless `maxmemory-policy` is
+   * `noeviction`; `warn` logs an error and runs anyway (for a shared development Redis).
+   */
+  REDIS_EVICTION_POLICY_CHECK: z.enum(['fatal', 'warn']).default('fatal'),
+  /** Pause between outbox polls when the last batch was not full (a full batch re-runs at once). */
+  OUTBOX_POLL_INTERVAL_MS: int(10, 60_000, 200),
+  /** Outbox rows claimed, enqueued and marked per transaction. */
+  OUTBOX_BATCH_SIZE: int(1, 1_000, 100),
+  /** A batch whose enqueue takes longer is rolled back and retried (the same job ids, so no duplicates). */
+  OUTBOX_ENQUEUE_TIMEOUT_MS: int(100, 60_000, 5_000),
 });
 
 export type SchedulerConfig = z.infer<typeof schema>;

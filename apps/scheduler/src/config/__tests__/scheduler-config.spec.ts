@@ -1,17 +1,50 @@
 import { ConfigError } from '@caas/config';
 import { loadSchedulerConfig } from '../scheduler-config';
 
+const required = { DATABASE_URL: 'postgresql://db/x', REDIS_URL: 'redis://r:6379/0' };
+
 describe('scheduler configuration', () => {
-  it('accepts the required URLs and defaults the log level', () => {
-    expect(loadSchedulerConfig({ DATABASE_URL: 'postgresql://db/x', REDIS_URL: 'redis://r:6379/0' })).toEqual({
-      DATABASE_URL: 'postgresql://db/x',
-      REDIS_URL: 'redis://r:6379/0',
+  it('accepts the required URLs and defaults everything else', () => {
+    expect(loadSchedulerConfig(required)).toEqual({
+      ...required,
       LOG_LEVEL: 'info',
+      QUEUE_PREFIX: 'bull',
+      REDIS_EVICTION_POLICY_CHECK: 'fatal',
+      OUTBOX_POLL_INTERVAL_MS: 200,
+      OUTBOX_BATCH_SIZE: 100,
+      OUTBOX_ENQUEUE_TIMEOUT_MS: 5000,
     });
+  });
+
+  it('reads the relay settings', () => {
+    expect(
+      loadSchedulerConfig({
+        ...required,
+        OUTBOX_POLL_INTERVAL_MS: '50',
+        OUTBOX_BATCH_SIZE: '500',
+        REDIS_EVICTION_POLICY_CHECK: 'warn',
+        QUEUE_PREFIX: 'caas:cp',
+      }),
+    ).toEqual(
+      expect.objectContaining({
+        OUTBOX_POLL_INTERVAL_MS: 50,
+        OUTBOX_BATCH_SIZE: 500,
+        REDIS_EVICTION_POLICY_CHECK: 'warn',
+        QUEUE_PREFIX: 'caas:cp',
+      }),
+    );
   });
 
   it('names every missing or malformed variable', () => {
     expect(() => loadSchedulerConfig({ REDIS_URL: 'http://nope' })).toThrow(ConfigError);
     expect(() => loadSchedulerConfig({ REDIS_URL: 'http://nope' })).toThrow(/DATABASE_URL[\s\S]*REDIS_URL/);
+    expect(() =>
+      loadSchedulerConfig({
+        ...required,
+        OUTBOX_BATCH_SIZE: '0',
+        REDIS_EVICTION_POLICY_CHECK: 'maybe',
+        QUEUE_PREFIX: 'a*',
+      }),
+    ).toThrow(/QUEUE_PREFIX[\s\S]*REDIS_EVICTION_POLICY_CHECK[\s\S]*OUTBOX_BATCH_SIZE/);
   });
 });
