@@ -85,21 +85,12 @@ export class GuestConnection {
   private session: Session | undefined;
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  private lastHello: Hello | undefined;
 
   constructor(
     private readonly paths: { ctl: string; out: string },
     private readonly positions: StreamPositions,
     private readonly handlers: GuestConnectionHandlers,
   ) {}
-
-  get connected(): boolean {
-    return this.session?.helloDone === true;
-  }
-
-  get hello(): Hello | undefined {
-    return this.lastHello;
-  }
 
   /** The positions accepted so far (persist them to resume after a host restart). */
   get accepted(): StreamPositions {
@@ -185,9 +176,7 @@ export class GuestConnection {
     );
     session.helloId = this.nextId - 1;
     try {
-      const result = await hello;
-      this.lastHello = result;
-      return result;
+      return await hello;
     } catch (error) {
       if (this.session === session) this.drop(`hello failed: ${(error as Error).message}`, false);
       throw error;

@@ -164,6 +164,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       parts.exited?.then(resolve, () => resolve(undefined));
       // QMP closes as QEMU exits: once the process is gone, take its exit status too when it is our child.
       parts.qmp.onClose(() => {
+        if (this.detached) return; // we closed it: the VM lives on for the next host process
         void this.watchUntilDead()
           .then(() => (parts.exited ? Promise.race([parts.exited, delay(2_000).then(() => undefined)]) : undefined))
           .then(resolve, () => resolve(undefined));

@@ -186,6 +186,31 @@ describe('sandbox adoption after the host process restarts (real QEMU)', () => {
     await expectNothingLeft(sandbox, stateDir);
   });
 
+  it('hands sandboxes over on a graceful host shutdown (detachAll), positions included', async () => {
+    const first = await openManager(stateDir);
+    const firstLog = new Map<string, OutputLog>();
+    first.on('sandbox', (sandbox) => firstLog.set(sandbox.id, new OutputLog(sandbox)));
+    await first.create({
+      id: 'handover',
+      vcpus: 1,
+      memoryMiB: 192,
+      containers: [container('ticker', busybox, 'i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.1; done')],
+    });
+    await waitFor('output', () => counters(firstLog.get('handover')?.text('ticker') ?? '').length >= 3);
+    await first.detachAll();
+    expect(first.list()).toEqual([]);
+    const seenBefore = counters(firstLog.get('handover')?.text('ticker') ?? '');
+
+    const adoption = await adoptOne(stateDir, 'handover');
+    manager = adoption.manager;
+    const { sandbox, log } = adoption;
+    await waitFor('output after the handover', () => counters(log.text('ticker')).length >= 5);
+    // Positions were written at detach: the new host resumes right after the last line the old one saw.
+    expect(counters(log.text('ticker'))[0]).toBe(Math.max(...seenBefore) + 1);
+    await sandbox.destroy();
+    await expectNothingLeft(sandbox, stateDir);
+  });
+
   it('cleans up a sandbox whose VM died while no host was watching', async () => {
     const spec: SandboxSpec = {
       id: 'orphan',
