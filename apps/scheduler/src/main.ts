@@ -5,12 +5,13 @@ import { createDb } from '@caas/db';
 import { QueueName } from '@caas/queue-contracts';
 import { loadSchedulerConfig } from './config/scheduler-config';
 import { OutboxRelay } from './outbox/outbox-relay';
+import { PlacementWorker } from './placement/placement-worker';
 import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
 import { EvictionPolicyError, checkEvictionPolicy } from './queues/redis-eviction-policy';
 
 /**
- * The scheduler process. So far it runs the outbox relay (outbox rows → jobs on the placement queue); the
- * placement worker, node monitor, status ingest and reconcile loops arrive with their slices of the issue.
+ * The scheduler process. It runs the outbox relay (outbox rows → jobs on the placement queue) and the placement
+ * worker (pods → nodes); the node monitor, status ingest and reconcile loops arrive with their slices of the issue.
  */
 async function main(): Promise<void> {
   const config = loadSchedulerConfig();
@@ -42,22 +43,36 @@ async function main(): Promise<void> {
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
     enqueueTimeoutMs: config.OUTBOX_ENQUEUE_TIMEOUT_MS,
   });
+  // BullMQ workers block on Redis and need `maxRetriesPerRequest: null` on their own connection.
+  const workerRedis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  workerRedis.on('error', (error) => log.warn({ err: error }, 'Redis (placement worker) connection error'));
+  const placement = new PlacementWorker({
+    pool: db.pool,
+    connection: workerRedis,
+    prefix: config.QUEUE_PREFIX,
+    log: log.child({ loop: 'placement' }),
+    concurrency: config.PLACEMENT_CONCURRENCY,
+    settings: { vmOverheadMiB: config.VM_OVERHEAD_MIB, topK: config.PLACEMENT_TOP_K },
+    retryDelayMs: config.PLACEMENT_RETRY_DELAY_MS,
+  });
   relay.start();
+  placement.start();
   log.info(
     {
       queue: QueueName.Placement,
       prefix: config.QUEUE_PREFIX,
       pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
       batchSize: config.OUTBOX_BATCH_SIZE,
+      placementConcurrency: config.PLACEMENT_CONCURRENCY,
     },
-    'scheduler relaying the outbox to the placement queue; nothing consumes that queue yet (the placement worker comes next)',
+    'scheduler relaying the outbox to the placement queue and placing pods',
   );
 
   const stop = async (signal: string) => {
-    log.info({ signal }, 'scheduler stopping: finishing the outbox batch under way');
-    await relay.stop();
+    log.info({ signal }, 'scheduler stopping: finishing the outbox batch and the placements under way');
+    await Promise.allSettled([relay.stop(), placement.close()]);
     await closeControlPlaneQueues(queues);
-    await Promise.allSettled([db.close(), redis.quit()]);
+    await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit()]);
     log.info('scheduler stopped');
     process.exit(0);
   };

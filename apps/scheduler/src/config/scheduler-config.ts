@@ -23,6 +23,14 @@ const schema = z.object({
   OUTBOX_BATCH_SIZE: int(1, 1_000, 100),
   /** A batch whose enqueue takes longer is rolled back and retried (the same job ids, so no duplicates). */
   OUTBOX_ENQUEUE_TIMEOUT_MS: int(100, 60_000, 5_000),
+  /** Placement jobs one worker runs at once (each holds at most one PostgreSQL connection at a time). */
+  PLACEMENT_CONCURRENCY: int(1, 256, 8),
+  /** Memory each VM costs its host beyond its RAM, reserved with every pod (`reservationFor`). */
+  VM_OVERHEAD_MIB: int(0, 65_536, 256),
+  /** Placement picks at random among the best K feasible nodes (1: always the best). */
+  PLACEMENT_TOP_K: int(1, 100, 3),
+  /** How long an unschedulable pod's job waits before it is tried again. */
+  PLACEMENT_RETRY_DELAY_MS: int(50, 3_600_000, 5_000),
 });
 
 export type SchedulerConfig = z.infer<typeof schema>;

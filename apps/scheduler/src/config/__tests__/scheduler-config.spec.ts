@@ -13,6 +13,10 @@ describe('scheduler configuration', () => {
       OUTBOX_POLL_INTERVAL_MS: 200,
       OUTBOX_BATCH_SIZE: 100,
       OUTBOX_ENQUEUE_TIMEOUT_MS: 5000,
+      PLACEMENT_CONCURRENCY: 8,
+      VM_OVERHEAD_MIB: 256,
+      PLACEMENT_TOP_K: 3,
+      PLACEMENT_RETRY_DELAY_MS: 5000,
     });
   });
 

@@ -1,0 +1,380 @@
+import type { Job as BullJob } from 'bullmq';
+import { DelayedError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { NodeInfo, PlacementSettings, PodRequest, Taint, Toleration } from '@caas/placement';
+import { SpreadIndex, place, prepareNodes, reservationFor, resolveSettings } from '@caas/placement';
+import type { JobHandlers, JobPayloads } from '@caas/queue-contracts';
+import { JobName, QueueName, parseJob } from '@caas/queue-contracts';
+
+/**
+ * Stalled-job settings. A job whose worker stops renewing its lock for `lockDuration` is "stalled" and is moved
+ * back to wait by any worker's stalled check (every `stalledInterval`); placement is idempotent on (pod,
+ * generation) and its reservation is one transaction, so running a stalled job again is safe. After
+ * `maxStalledCount` stalls the job fails (kept for 7 days, see QUEUE_JOB_OPTIONS); reconcile re-announces the pod.
+ */
+export const PLACEMENT_STALLED_SETTINGS = { lockDuration: 30_000, stalledInterval: 15_000, maxStalledCount: 3 };
+
+/** Reservations that lose a race (the node changed between the read and the conditional UPDATE) per attempt. */
+export const MAX_RESERVATION_CONFLICTS = 5;
+
+export interface PlacementWorkerOptions {
+  pool: pg.Pool;
+  /** A connection for BullMQ's worker; it must have `maxRetriesPerRequest: null`. The caller closes it. */
+  connection: Redis;
+  prefix: string;
+  log: Logger;
+  concurrency: number;
+  settings: Partial<PlacementSettings>;
+  /** Delay before an unschedulable pod (or one that lost every reservation race) is tried again. */
+  retryDelayMs: number;
+  random?: () => number;
+}
+
+export interface PlacementStats {
+  placed: number;
+  unschedulable: number;
+  conflicts: number;
+  skipped: number;
+}
+
+export type PlacementOutcome = 'placed' | 'unschedulable' | 'conflicted' | 'skipped';
+
+interface PodRow {
+  id: string;
+  tenantId: string;
+  labels: unknown;
+  spec: unknown;
+  vcpus: number;
+  memoryMiB: number;
+  generation: number;
+  desiredState: string;
+  phase: string;
+  nodeId: string | null;
+}
+
+interface NodeRow {
+  id: string;
+  name: string;
+  status: string;
+  cordoned: boolean;
+  draining: boolean;
+  diskPressure: boolean;
+  labels: unknown;
+  taints: unknown;
+  capacityVcpus: number;
+  capacityMemoryMiB: number;
+  capacityPods: number;
+  allocatedVcpus: number;
+  allocatedMemoryMiB: number;
+  allocatedPods: number;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+const stringRecord = (value: unknown): Record<string, string> =>
+  isRecord(value)
+    ? Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string'))
+    : {};
+
+const taintsOf = (value: unknown): Taint[] =>
+  Array.isArray(value)
+    ? value.filter(
+        (t): t is Taint =>
+          isRecord(t) &&
+          typeof t['key'] === 'string' &&
+          (t['effect'] === 'NoSchedule' || t['effect'] === 'PreferNoSchedule'),
+      )
+    : [];
+
+const tolerationsOf = (value: unknown): Toleration[] =>
+  Array.isArray(value)
+    ? value.filter(
+        (t): t is Toleration =>
+          isRecord(t) && typeof t['key'] === 'string' && (t['operator'] === 'Equal' || t['operator'] === 'Exists'),
+      )
+    : [];
+
+function podRequest(row: PodRow): PodRequest {
+  const spec = isRecord(row.spec) ? row.spec : {};
+  return {
+    id: row.id,
+    tenantId: row.tenantId,
+    vcpus: row.vcpus,
+    memoryMiB: row.memoryMiB,
+    labels: stringRecord(row.labels),
+    nodeSelector: stringRecord(spec['nodeSelector']),
+    tolerations: tolerationsOf(spec['tolerations']),
+  };
+}
+
+function nodeInfo(row: NodeRow): NodeInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    ready: row.status === 'READY',
+    cordoned: row.cordoned,
+    draining: row.draining,
+    diskPressure: row.diskPressure,
+    labels: stringRecord(row.labels),
+    taints: taintsOf(row.taints),
+    capacity: { vcpus: row.capacityVcpus, memoryMiB: row.capacityMemoryMiB, pods: row.capacityPods },
+    allocated: { vcpus: row.allocatedVcpus, memoryMiB: row.allocatedMemoryMiB, pods: row.allocatedPods },
+  };
+}
+
+/** A pod the placement worker acts on: the job's generation, still PENDING without a node, desired RUNNING. */
+const placeable = (pod: PodRow, generation: number): boolean =>
+  pod.generation === generation && pod.phase === 'PENDING' && pod.nodeId === null && pod.desiredState === 'RUNNING';
+
+/**
+ * Places pods (ADR-002 transitions 2 and 3). Stateless between jobs: every job reads the READY nodes and the
+ * placed pods, decides with `place()`, and reserves with conditional UPDATEs in one transaction, so any number
+ * of workers in any number of processes may run side by side.
+ */
+export class PlacementPlanner {
+  readonly stats: PlacementStats = { placed: 0, unschedulable: 0, conflicts: 0, skipped: 0 };
+  private readonly settings: Readonly<PlacementSettings>;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    settings: Partial<PlacementSettings>,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.settings = resolveSettings(settings);
+  }
+
+  /** Tries to place the pod at `generation`; idempotent (a stale or already placed pod is skipped). */
+  async placePod(podId: string, generation: number): Promise<PlacementOutcome> {
+    const { rows } = await this.pool.query<PodRow>(
+      `SELECT id, "tenantId", labels, spec, vcpus, "memoryMiB", generation, "desiredState", phase, "nodeId"
+       FROM pods WHERE id = $1`,
+      [podId],
+    );
+    const pod = rows[0];
+    if (!pod || !placeable(pod, generation)) {
+      this.stats.skipped++;
+      this.log.debug(
+        { podId, generation, podGeneration: pod?.generation, phase: pod?.phase },
+        'placement skipped: pod gone, newer generation, or no longer pending',
+      );
+      return 'skipped';
+    }
+    const request = podRequest(pod);
+    const excluded = new Set<string>();
+    for (let attempt = 0; attempt < MAX_RESERVATION_CONFLICTS; attempt++) {
+      const [nodeRows, placedRows] = await Promise.all([
+        this.pool.query<NodeRow>(
+          `SELECT id, name, status, cordoned, draining, "diskPressure", labels, taints, "capacityVcpus",
+                  "capacityMemoryMiB", "capacityPods", "allocatedVcpus", "allocatedMemoryMiB", "allocatedPods"
+           FROM nodes WHERE status = 'READY' ORDER BY name`,
+        ),
+        this.pool.query<{ tenantId: string; labels: unknown; nodeId: string }>(
+          `SELECT "tenantId", labels, "nodeId" FROM pods WHERE "nodeId" IS NOT NULL AND "tenantId" = $1`,
+          [pod.tenantId],
+        ),
+      ]);
+      const nodes = prepareNodes(nodeRows.rows.filter((n) => !excluded.has(n.id)).map(nodeInfo));
+      const spread = new SpreadIndex();
+      for (const p of placedRows.rows) spread.add(p.tenantId, stringRecord(p.labels), p.nodeId);
+      const result = place(request, nodes, { spread, settings: this.settings, random: this.random });
+      if (result.kind === 'unschedulable') {
+        const reason =
+          excluded.size > 0 ? `${result.reason} (${excluded.size} lost to concurrent placements)` : result.reason;
+        await this.recordUnschedulable(pod, reason);
+        this.stats.unschedulable++;
+        return 'unschedulable';
+      }
+      const outcome = await this.reserve(pod, result.nodeId);
+      if (outcome !== 'conflict') return outcome;
+      this.stats.conflicts++;
+      excluded.add(result.nodeId);
+      this.log.debug({ podId, nodeId: result.nodeId, attempt }, 'reservation lost a race; retrying without that node');
+    }
+    return 'conflicted';
+  }
+
+  /** One transaction: node capacity (conditional), pod SCHEDULED (conditional), event `Scheduled`. */
+  private async reserve(pod: PodRow, nodeId: string): Promise<'placed' | 'skipped' | 'conflict'> {
+    const r = reservationFor(pod, this.settings);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const node = await client.query<{ epoch: number; name: string }>(
+        `UPDATE nodes SET "allocatedVcpus" = "allocatedVcpus" + $2, "allocatedMemoryMiB" = "allocatedMemoryMiB" + $3,
+                "allocatedPods" = "allocatedPods" + $4, "desiredVersion" = "desiredVersion" + 1, "updatedAt" = now()
+         WHERE id = $1 AND status = 'READY' AND NOT cordoned AND NOT draining AND NOT "diskPressure"
+           AND "allocatedVcpus" + $2 <= "capacityVcpus" AND "allocatedMemoryMiB" + $3 <= "capacityMemoryMiB"
+           AND "allocatedPods" + $4 <= "capacityPods"
+         RETURNING epoch, name`,
+        [nodeId, r.vcpus, r.memoryMiB, r.pods],
+      );
+      const reserved = node.rows[0];
+      if (!reserved) {
+        await client.query('ROLLBACK');
+        return 'conflict';
+      }
+      const updated = await client.query(
+        `UPDATE pods SET phase = 'SCHEDULED', "nodeId" = $3, "nodeEpoch" = $4, "scheduledAt" = now(), reason = NULL,
+                message = NULL, "updatedAt" = now()
+         WHERE id = $1 AND generation = $2 AND phase = 'PENDING' AND "nodeId" IS NULL AND "desiredState" = 'RUNNING'
+           AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = pods."tenantId" AND t.status = 'ACTIVE')`,
+        [pod.id, pod.generation, nodeId, reserved.epoch],
+      );
+      if (updated.rowCount !== 1) {
+        // Stopped, deleted, suspended or placed by another worker since we read it: release nothing, change nothing.
+        await client.query('ROLLBACK');
+        this.stats.skipped++;
+        return 'skipped';
+      }
+      await client.query(
+        `INSERT INTO events ("tenantId", "podId", "nodeId", type, reason, message)
+         VALUES ($1, $2, $3, 'NORMAL', 'Scheduled', $4)`,
+        [pod.tenantId, pod.id, nodeId, `Successfully assigned pod to node ${reserved.name}`],
+      );
+      await client.query('COMMIT');
+      this.stats.placed++;
+      this.log.info({ podId: pod.id, generation: pod.generation, nodeId }, 'pod scheduled');
+      return 'placed';
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Transition 3: the pod stays PENDING with `reason = Unschedulable` and the message; an event
+   * `FailedScheduling` is written only when the message changed (no event per retry).
+   */
+  private async recordUnschedulable(pod: PodRow, reason: string): Promise<void> {
+    const message = reason.slice(0, 1000);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const changed = await client.query(
+        `UPDATE pods SET reason = 'Unschedulable', message = $3, "updatedAt" = now()
+         WHERE id = $1 AND generation = $2 AND phase = 'PENDING' AND "nodeId" IS NULL
+           AND (reason IS DISTINCT FROM 'Unschedulable' OR message IS DISTINCT FROM $3)`,
+        [pod.id, pod.generation, message],
+      );
+      if (changed.rowCount === 1) {
+        await client.query(
+          `INSERT INTO events ("tenantId", "podId", type, reason, message)
+           VALUES ($1, $2, 'WARNING', 'FailedScheduling', $3)`,
+          [pod.tenantId, pod.id, message],
+        );
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** What a handler tells the worker: done, or try this job again later. */
+interface HandlerContext {
+  /** Milliseconds to wait before the job runs again, or `null` when it is done. */
+  retryInMs: number | null;
+}
+
+/** After losing every reservation race the pod is retried soon, not after the unschedulable delay. */
+const CONFLICT_RETRY_MS = 100;
+
+/** The BullMQ worker of the placement queue: validates each job (`parseJob`) and dispatches it by name. */
+export class PlacementWorker {
+  readonly planner: PlacementPlanner;
+  private readonly worker: Worker;
+  private readonly handlers: JobHandlers<HandlerContext>;
+
+  constructor(private readonly options: PlacementWorkerOptions) {
+    this.planner = new PlacementPlanner(options.pool, options.log, options.settings, options.random);
+    const placePod = async (data: { podId: string; generation: number }, context: HandlerContext) => {
+      const outcome = await this.planner.placePod(data.podId, data.generation);
+      if (outcome === 'unschedulable') context.retryInMs = options.retryDelayMs;
+      if (outcome === 'conflicted') {
+        context.retryInMs = Math.min(
+          options.retryDelayMs,
+          CONFLICT_RETRY_MS + Math.floor(Math.random() * CONFLICT_RETRY_MS),
+        );
+      }
+    };
+    const ignore =
+      (name: JobName) =>
+      async (data: JobPayloads[JobName]): Promise<void> => {
+        options.log.debug({ job: name, generation: data.generation }, 'placement worker: nothing to do for this job');
+      };
+    this.handlers = {
+      [JobName.PodCreated]: placePod,
+      [JobName.PodDesiredStateChanged]: async (data, context) => {
+        if (data.desiredState === 'RUNNING' && data.phase === 'PENDING' && data.nodeId === null) {
+          await placePod(data, context);
+        } else {
+          options.log.debug(
+            { podId: data.podId, transition: data.transition },
+            'desired-state change needs no placement',
+          );
+        }
+      },
+      [JobName.PodRestartRequested]: ignore(JobName.PodRestartRequested),
+      [JobName.PodDeleted]: ignore(JobName.PodDeleted),
+      [JobName.NetworkPolicyCreated]: ignore(JobName.NetworkPolicyCreated),
+      [JobName.NetworkPolicyUpdated]: ignore(JobName.NetworkPolicyUpdated),
+      [JobName.NetworkPolicyDeleted]: ignore(JobName.NetworkPolicyDeleted),
+      [JobName.TenantQuotaChanged]: ignore(JobName.TenantQuotaChanged),
+      [JobName.TenantSuspended]: ignore(JobName.TenantSuspended),
+      [JobName.TenantUnsuspended]: ignore(JobName.TenantUnsuspended),
+      [JobName.NodeCordoned]: ignore(JobName.NodeCordoned),
+      [JobName.NodeUncordoned]: ignore(JobName.NodeUncordoned),
+      [JobName.NodeDrained]: ignore(JobName.NodeDrained),
+    };
+    this.worker = new Worker(QueueName.Placement, (job, token) => this.process(job, token), {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      autorun: false,
+      ...PLACEMENT_STALLED_SETTINGS,
+    });
+    this.worker.on('error', (error) => options.log.warn({ err: error }, 'placement worker error'));
+    this.worker.on('failed', (job, error) =>
+      options.log.error({ err: error, jobId: job?.id, job: job?.name }, 'placement job failed'),
+    );
+  }
+
+  start(): void {
+    void this.worker.run();
+  }
+
+  async waitUntilReady(): Promise<void> {
+    await this.worker.waitUntilReady();
+  }
+
+  /** Lets the jobs under way finish, then stops. */
+  async close(): Promise<void> {
+    await this.worker.close();
+  }
+
+  private async process(job: BullJob, token: string | undefined): Promise<void> {
+    const parsed = parseJob(job.name, job.data);
+    if (!parsed.ok) {
+      // A job the contract refuses never becomes valid by retrying: log it and complete it.
+      this.options.log.error({ jobId: job.id, error: parsed.error }, 'placement worker: invalid job dropped');
+      return;
+    }
+    const context: HandlerContext = { retryInMs: null };
+    const handler = this.handlers[parsed.job.name] as (data: unknown, context: HandlerContext) => Promise<void>;
+    await handler(parsed.job.data, context);
+    if (context.retryInMs !== null) {
+      // Not a failure: wait and try again, without using up the job's attempts.
+      await job.moveToDelayed(Date.now() + context.retryInMs, token);
+      throw new DelayedError();
+    }
+  }
+}
