@@ -1,19 +1,14 @@
+import { useBackends } from '../../__tests__/support/backends';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import type { Db } from '@caas/db';
-import { createDb } from '@caas/db';
 import { JobName, QUEUE_JOB_OPTIONS, QueueName } from '@caas/queue-contracts';
-import type { TestDatabase } from '@caas/testing';
-import { createTestDatabase, flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
+import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
 import type { ControlPlaneQueues, OutboxRelayOptions } from '../outbox-relay';
 import { OutboxRelay } from '../outbox-relay';
 
-let database: TestDatabase;
-let db: Db;
-let redis: Redis;
 let prefix: string;
 let queues: ControlPlaneQueues;
 let placement: Queue;
@@ -21,22 +16,12 @@ let logLines: Record<string, unknown>[];
 
 const TENANT = randomUUID();
 
-beforeAll(async () => {
-  database = await createTestDatabase({ label: 'outbox-relay' });
-  db = createDb({ url: database.url, poolSize: 8 });
-  redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await redis?.quit();
-  await database?.drop();
-});
+const backends = useBackends('outbox-relay', 8);
 
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE outbox RESTART IDENTITY');
+  await backends.db.pool.query('TRUNCATE outbox RESTART IDENTITY');
   prefix = uniqueRedisPrefix('outbox-relay');
-  placement = new Queue(QueueName.Placement, { connection: redis, prefix });
+  placement = new Queue(QueueName.Placement, { connection: backends.redis, prefix });
   queues = { [QueueName.Placement]: placement };
   logLines = [];
 });
@@ -48,7 +33,7 @@ afterEach(async () => {
 
 const relay = (options: Partial<OutboxRelayOptions> = {}) =>
   new OutboxRelay({
-    pool: db.pool,
+    pool: backends.db.pool,
     queues,
     log: pino(
       { level: 'debug' },
@@ -80,7 +65,7 @@ const POD_CREATED_PAYLOAD = { phase: 'PENDING', desiredState: 'RUNNING', vcpus: 
 async function insertOutbox(...rows: OutboxInsert[]): Promise<string[]> {
   const ids: string[] = [];
   for (const row of rows) {
-    const { rows: inserted } = await db.pool.query<{ id: string }>(
+    const { rows: inserted } = await backends.db.pool.query<{ id: string }>(
       `INSERT INTO outbox ("aggregateType", "aggregateId", "tenantId", generation, kind, payload)
        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
       [
@@ -99,7 +84,7 @@ async function insertOutbox(...rows: OutboxInsert[]): Promise<string[]> {
 
 /** `count` pod.created rows for distinct pods, in one statement. */
 async function insertPodsCreated(count: number): Promise<void> {
-  await db.pool.query(
+  await backends.db.pool.query(
     `INSERT INTO outbox ("aggregateType", "aggregateId", "tenantId", generation, kind, payload)
      SELECT 'pod', gen_random_uuid(), $1, 1, 'pod.created',
             jsonb_build_object('phase', 'PENDING', 'desiredState', 'RUNNING', 'vcpus', 1, 'memoryMiB', 128,
@@ -111,7 +96,7 @@ async function insertPodsCreated(count: number): Promise<void> {
 
 const outboxRows = async () =>
   (
-    await db.pool.query<{ id: string; sentAt: Date | null; attempts: number }>(
+    await backends.db.pool.query<{ id: string; sentAt: Date | null; attempts: number }>(
       'SELECT id, "sentAt", attempts FROM outbox ORDER BY id',
     )
   ).rows;
@@ -331,7 +316,7 @@ describe('outbox relay', () => {
     expect(await placement.getJobCounts('waiting')).toEqual({ waiting: 1 });
 
     // Once the scheduler knows better, an operator requeues dead letters by resetting their attempts.
-    await db.pool.query(`UPDATE outbox SET attempts = 0 WHERE "sentAt" IS NULL AND attempts > 0`);
+    await backends.db.pool.query(`UPDATE outbox SET attempts = 0 WHERE "sentAt" IS NULL AND attempts > 0`);
     expect((await relay().relayBatch()).deadLettered).toHaveLength(3);
   });
 

@@ -1,50 +1,35 @@
+import { useBackends } from '../../__tests__/support/backends';
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import type { Db } from '@caas/db';
-import { createDb } from '@caas/db';
 import { fitsOnNode } from '@caas/placement';
 import type { Job } from '@caas/queue-contracts';
 import { JobName, QueueName, jobOptionsFor } from '@caas/queue-contracts';
-import type { TestDatabase } from '@caas/testing';
-import { createTestDatabase, flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
+import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
 import { PlacementWorker } from '../placement-worker';
 
 jest.setTimeout(60_000);
 
 const OVERHEAD = 256;
-let database: TestDatabase;
-let db: Db;
-let redis: Redis;
 let prefix: string;
 let queue: Queue;
 let workers: PlacementWorker[];
 let connections: Redis[];
 let tenantId: string;
 
-beforeAll(async () => {
-  database = await createTestDatabase({ label: 'placement-worker' });
-  db = createDb({ url: database.url, poolSize: 24 });
-  redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await redis?.quit();
-  await database?.drop();
-});
+const backends = useBackends('placement-worker', 24);
 
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE events, pods, nodes, tenants CASCADE');
+  await backends.db.pool.query('TRUNCATE events, pods, nodes, tenants CASCADE');
   tenantId = randomUUID();
-  await db.pool.query(
+  await backends.db.pool.query(
     `INSERT INTO tenants (id, slug, "displayName", subnet, "maxPods", "updatedAt")
      VALUES ($1, $2, 'T', '10.0.0.0/16', 10000, now())`,
     [tenantId, `t-${tenantId.slice(0, 8)}`],
   );
   prefix = uniqueRedisPrefix('placement-worker');
-  queue = new Queue(QueueName.Placement, { connection: redis, prefix });
+  queue = new Queue(QueueName.Placement, { connection: backends.redis, prefix });
   workers = [];
   connections = [];
 });
@@ -61,7 +46,7 @@ async function startWorkers(count: number, retryDelayMs: number): Promise<void> 
     const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
     connections.push(connection);
     const worker = new PlacementWorker({
-      pool: db.pool,
+      pool: backends.db.pool,
       connection,
       prefix,
       log: pino({ level: 'silent' }),
@@ -85,7 +70,7 @@ interface NodeSeed {
 async function seedNodes(seeds: NodeSeed[]): Promise<string[]> {
   const ids: string[] = [];
   for (const [i, s] of seeds.entries()) {
-    const node = await db.prisma.node.create({
+    const node = await backends.db.prisma.node.create({
       data: {
         name: `node-${i}`,
         status: 'READY',
@@ -103,7 +88,7 @@ async function seedNodes(seeds: NodeSeed[]): Promise<string[]> {
 async function seedPods(sizes: { vcpus: number; memoryMiB: number }[], generation = 1): Promise<string[]> {
   const ids: string[] = [];
   for (const [i, size] of sizes.entries()) {
-    const pod = await db.prisma.pod.create({
+    const pod = await backends.db.prisma.pod.create({
       data: { tenantId, name: `pod-${i}`, labels: { app: `a${i % 5}` }, generation, ...size },
     });
     ids.push(pod.id);
@@ -130,7 +115,7 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): P
 
 /** Every node: allocated ≤ capacity, and allocated = the sum of its placed pods' reservations. */
 async function expectConsistentAllocation(): Promise<void> {
-  const { rows } = await db.pool.query<{
+  const { rows } = await backends.db.pool.query<{
     id: string;
     over: boolean;
     av: number;
@@ -154,8 +139,8 @@ async function expectConsistentAllocation(): Promise<void> {
   }
 }
 
-const pod = (id: string) => db.prisma.pod.findUniqueOrThrow({ where: { id } });
-const eventsOf = (podId: string) => db.prisma.event.findMany({ where: { podId }, orderBy: { id: 'asc' } });
+const pod = (id: string) => backends.db.prisma.pod.findUniqueOrThrow({ where: { id } });
+const eventsOf = (podId: string) => backends.db.prisma.event.findMany({ where: { podId }, orderBy: { id: 'asc' } });
 
 describe('placement worker', () => {
   it('places pods on feasible nodes with the right allocation, epoch, version and event', async () => {
@@ -171,7 +156,7 @@ describe('placement worker', () => {
     const ids = await seedPods(sizes);
     await startWorkers(1, 60_000);
     await enqueue(ids.map((id, i) => createdJob(id, 1, sizes[i])));
-    await waitFor(async () => (await db.prisma.pod.count({ where: { phase: 'SCHEDULED' } })) === 2);
+    await waitFor(async () => (await backends.db.prisma.pod.count({ where: { phase: 'SCHEDULED' } })) === 2);
 
     for (const id of ids) {
       const p = await pod(id);
@@ -179,11 +164,11 @@ describe('placement worker', () => {
       expect(p.scheduledAt).not.toBeNull();
       expect((await eventsOf(id)).map((e) => [e.reason, e.nodeId])).toEqual([['Scheduled', big]]);
     }
-    const node = await db.prisma.node.findUniqueOrThrow({ where: { id: big } });
+    const node = await backends.db.prisma.node.findUniqueOrThrow({ where: { id: big } });
     expect(node).toMatchObject({ allocatedVcpus: 4, allocatedMemoryMiB: 3072 + 2 * OVERHEAD, allocatedPods: 2 });
     expect(node.desiredVersion).toBe(2n);
     for (const id of [cordoned, small]) {
-      expect(await db.prisma.node.findUniqueOrThrow({ where: { id } })).toMatchObject({ allocatedPods: 0 });
+      expect(await backends.db.prisma.node.findUniqueOrThrow({ where: { id } })).toMatchObject({ allocatedPods: 0 });
     }
     await expectConsistentAllocation();
   });
@@ -203,7 +188,7 @@ describe('placement worker', () => {
     await enqueue(ids.map((id, i) => createdJob(id, 1, sizes[i])));
 
     const settled = async () => {
-      const { rows } = await db.pool.query<{ n: number }>(
+      const { rows } = await backends.db.pool.query<{ n: number }>(
         `SELECT COUNT(*)::int AS n FROM pods p WHERE p.phase = 'SCHEDULED'
            OR (p.phase = 'PENDING' AND EXISTS (SELECT 1 FROM events e WHERE e."podId" = p.id
                                                AND e.reason = 'FailedScheduling'))`,
@@ -218,14 +203,14 @@ describe('placement worker', () => {
     await Promise.all(workers.map((w) => w.close()));
 
     await expectConsistentAllocation();
-    const scheduled = await db.prisma.pod.count({ where: { phase: 'SCHEDULED' } });
-    const pending = await db.prisma.pod.findMany({ where: { phase: 'PENDING' } });
+    const scheduled = await backends.db.prisma.pod.count({ where: { phase: 'SCHEDULED' } });
+    const pending = await backends.db.prisma.pod.findMany({ where: { phase: 'PENDING' } });
     expect(scheduled).toBeGreaterThan(120);
     expect(pending.length).toBeGreaterThan(0);
     expect(scheduled + pending.length).toBe(300);
     for (const p of pending) expect(p).toMatchObject({ reason: 'Unschedulable', nodeId: null });
     // Capacity only grew scarcer, so a pod found unschedulable (not merely after lost races) fits nowhere now.
-    const nodes = await db.prisma.node.findMany();
+    const nodes = await backends.db.prisma.node.findMany();
     for (const p of pending.filter((x) => !x.message?.includes('lost to concurrent placements'))) {
       const fits = nodes.filter((n) =>
         fitsOnNode(
@@ -240,7 +225,7 @@ describe('placement worker', () => {
       expect(fits).toEqual([]);
     }
     // One Scheduled event per placed pod, never two.
-    const { rows } = await db.pool.query<{ n: number }>(
+    const { rows } = await backends.db.pool.query<{ n: number }>(
       `SELECT COUNT(*)::int AS n FROM events WHERE reason = 'Scheduled' GROUP BY "podId" HAVING COUNT(*) > 1`,
     );
     expect(rows).toEqual([]);
@@ -255,7 +240,7 @@ describe('placement worker', () => {
 
     expect(await pod(id)).toMatchObject({ phase: 'PENDING', nodeId: null, generation: 2, reason: null });
     expect(await eventsOf(id)).toEqual([]);
-    expect(await db.prisma.node.findUniqueOrThrow({ where: { id: node } })).toMatchObject({
+    expect(await backends.db.prisma.node.findUniqueOrThrow({ where: { id: node } })).toMatchObject({
       allocatedPods: 0,
       desiredVersion: 0n,
     });
@@ -274,7 +259,7 @@ describe('placement worker', () => {
     expect(failed.map((e) => [e.reason, e.type])).toEqual([['FailedScheduling', 'WARNING']]);
     expect(failed[0].message).toMatch(/0\/1 nodes are available/);
 
-    await db.prisma.node.update({ where: { id: node }, data: { capacityVcpus: 8, capacityMemoryMiB: 4096 } });
+    await backends.db.prisma.node.update({ where: { id: node }, data: { capacityVcpus: 8, capacityMemoryMiB: 4096 } });
     await waitFor(async () => (await pod(id)).phase === 'SCHEDULED');
     expect(await pod(id)).toMatchObject({ nodeId: node, reason: null });
     expect((await eventsOf(id)).map((e) => e.reason)).toEqual(['FailedScheduling', 'Scheduled']);
