@@ -3,8 +3,10 @@ import pino from 'pino';
 import { ConfigError } from '@caas/config';
 import { createDb } from '@caas/db';
 import { QueueName } from '@caas/queue-contracts';
+import { SecretBox } from '@caas/security';
 import { loadSchedulerConfig } from './config/scheduler-config';
 import { OutboxRelay } from './outbox/outbox-relay';
+import { DesiredSetPublisher } from './nodes/desired-set-publisher';
 import { PlacementWorker } from './placement/placement-worker';
 import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
 import { EvictionPolicyError, checkEvictionPolicy } from './queues/redis-eviction-policy';
@@ -46,6 +48,13 @@ async function main(): Promise<void> {
   // BullMQ workers block on Redis and need `maxRetriesPerRequest: null` on their own connection.
   const workerRedis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   workerRedis.on('error', (error) => log.warn({ err: error }, 'Redis (placement worker) connection error'));
+  const publisher = new DesiredSetPublisher({
+    pool: db.pool,
+    redis,
+    prefix: config.QUEUE_PREFIX,
+    log: log.child({ loop: 'desired-sets' }),
+    secrets: new SecretBox(Buffer.from(config.SECRETS_KEY, 'base64')),
+  });
   const placement = new PlacementWorker({
     pool: db.pool,
     connection: workerRedis,
@@ -54,6 +63,7 @@ async function main(): Promise<void> {
     concurrency: config.PLACEMENT_CONCURRENCY,
     settings: { vmOverheadMiB: config.VM_OVERHEAD_MIB, topK: config.PLACEMENT_TOP_K },
     retryDelayMs: config.PLACEMENT_RETRY_DELAY_MS,
+    publisher,
   });
   relay.start();
   placement.start();
@@ -71,7 +81,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     log.info({ signal }, 'scheduler stopping: finishing the outbox batch and the placements under way');
     await Promise.allSettled([relay.stop(), placement.close()]);
-    await closeControlPlaneQueues(queues);
+    await Promise.allSettled([closeControlPlaneQueues(queues), publisher.close()]);
     await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit()]);
     log.info('scheduler stopped');
     process.exit(0);

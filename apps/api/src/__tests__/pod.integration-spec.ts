@@ -16,7 +16,7 @@ import {
   rowCounts,
   setPod,
 } from '../pod/__tests__/pod-fixtures';
-import { podEnvSecretContext } from '../pod/pod.service';
+import { podEnvSecretContext } from '@caas/security';
 import type { CreatedTenant, Data, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, expectError, startTestApi } from './support/test-api';
 

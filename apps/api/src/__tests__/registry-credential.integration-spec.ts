@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SecretBox } from '@caas/security';
-import { registrySecretContext } from '../registry-credential/registry-credential.service';
+import { registrySecretContext } from '@caas/security';
 import type { CreatedTenant, Data, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, expectError, startTestApi } from './support/test-api';
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { PrismaClient } from '@caas/db';
 import { Prisma } from '@caas/db';
-import { SecretBox } from '@caas/security';
+import { SecretBox, podEnvSecretContext } from '@caas/security';
 import { PodEventBus } from '../common/events/pod-event-bus';
 import { PRISMA } from '../common/infra/tokens';
 import type { ApiConfig } from '../config/api-config';
@@ -20,10 +20,6 @@ import { chargeQuota } from './tenant-quota';
 
 /** Interactive transactions wait this long for a connection and may run this long (a burst queues on one tenant row). */
 export const POD_TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
-
-/** The associated data that binds a sealed env value to its tenant, pod, container and variable. */
-export const podEnvSecretContext = (tenantId: string, podId: string, container: string, name: string) =>
-  `pod-env:${tenantId}:${podId}:${container}:${name}`;
 
 export const podNotFound = () => new PodException(PodExceptionCode.POD_NOT_FOUND, 'Pod not found.');
 

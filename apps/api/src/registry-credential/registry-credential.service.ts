@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { PrismaClient } from '@caas/db';
 import { Prisma } from '@caas/db';
-import { SecretBox } from '@caas/security';
+import { SecretBox, registrySecretContext } from '@caas/security';
 import type { ApiConfig } from '../config/api-config';
 import { API_CONFIG } from '../config/api-config';
 import { PRISMA } from '../common/infra/tokens';
@@ -18,10 +18,6 @@ const PRINTABLE = /^[^\u0000-\u001f\u007f]+$/;
 
 const invalid = (message: string) =>
   new RegistryCredentialException(RegistryCredentialExceptionCode.INVALID_REGISTRY_CREDENTIAL_INPUT, message);
-
-/** The associated data that binds a sealed registry secret to its tenant and registry. */
-export const registrySecretContext = (tenantId: string, registry: string) =>
-  `registry-credential:${tenantId}:${registry}`;
 
 @Injectable()
 export class RegistryCredentialService {

@@ -31,6 +31,27 @@ const schema = z.object({
   PLACEMENT_TOP_K: int(1, 100, 3),
   /** How long an unschedulable pod's job waits before it is tried again. */
   PLACEMENT_RETRY_DELAY_MS: int(50, 3_600_000, 5_000),
+  /**
+   * The platform's secrets key (32 bytes, base64; the API's `SECRETS_KEY`): secret env values and registry
+   * passwords are opened for the one node whose desired set needs them.
+   */
+  SECRETS_KEY: z.string().refine((k) => Buffer.from(k, 'base64').length === 32, 'must be 32 bytes, base64-encoded'),
+  /** A node without a heartbeat for this long is NOT_READY: its pods are re-placed and its epoch bumped. */
+  NODE_LEASE_GRACE_MS: int(500, 600_000, 10_000),
+  /** How often the node monitor looks for expired leases. */
+  NODE_MONITOR_INTERVAL_MS: int(50, 60_000, 1_000),
+  /** Status ingest: entries read per XREADGROUP, and how long one blocks waiting. */
+  INGEST_BATCH_SIZE: int(1, 10_000, 200),
+  INGEST_BLOCK_MS: int(10, 60_000, 1_000),
+  /** How often ingest re-reads the list of nodes (new nodes' streams join within this). */
+  INGEST_NODE_REFRESH_MS: int(100, 600_000, 2_000),
+  /** An entry another ingest consumer has held unacknowledged this long is claimed (that consumer died). */
+  INGEST_CLAIM_IDLE_MS: int(1_000, 3_600_000, 30_000),
+  /** Re-placement backoff after a VM or node loss: base · 2^(losses-1), at most max. */
+  REPLACE_BACKOFF_BASE_MS: int(0, 3_600_000, 1_000),
+  REPLACE_BACKOFF_MAX_MS: int(0, 86_400_000, 300_000),
+  /** The reconcile loop's period. */
+  RECONCILE_INTERVAL_MS: int(100, 3_600_000, 10_000),
 });
 
 export type SchedulerConfig = z.infer<typeof schema>;

@@ -7,6 +7,7 @@ import type { NodeInfo, PlacementSettings, PodRequest, Taint, Toleration } from 
 import { SpreadIndex, place, prepareNodes, reservationFor, resolveSettings } from '@caas/placement';
 import type { JobHandlers, JobPayloads } from '@caas/queue-contracts';
 import { JobName, QueueName, parseJob } from '@caas/queue-contracts';
+import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 
 /**
  * Stalled-job settings. A job whose worker stops renewing its lock for `lockDuration` is "stalled" and is moved
@@ -29,6 +30,10 @@ export interface PlacementWorkerOptions {
   settings: Partial<PlacementSettings>;
   /** Delay before an unschedulable pod (or one that lost every reservation race) is tried again. */
   retryDelayMs: number;
+  /** Publishes node desired sets after a placement or a change of a placed pod. */
+  publisher: DesiredSetPublisher;
+  /** Handlers of other loops (drain, suspension) that run on this queue, replacing the defaults. */
+  handlers?: Partial<JobHandlers<HandlerContext>>;
   random?: () => number;
 }
 
@@ -39,7 +44,7 @@ export interface PlacementStats {
   skipped: number;
 }
 
-export type PlacementOutcome = 'placed' | 'unschedulable' | 'conflicted' | 'skipped';
+export type PlacementOutcome = 'placed' | 'unschedulable' | 'conflicted' | 'skipped' | { deferUntil: Date };
 
 interface PodRow {
   id: string;
@@ -52,6 +57,7 @@ interface PodRow {
   desiredState: string;
   phase: string;
   nodeId: string | null;
+  placeAfter: Date | null;
 }
 
 interface NodeRow {
@@ -142,6 +148,7 @@ export class PlacementPlanner {
     private readonly pool: pg.Pool,
     private readonly log: Logger,
     settings: Partial<PlacementSettings>,
+    private readonly publisher: DesiredSetPublisher,
     private readonly random: () => number = Math.random,
   ) {
     this.settings = resolveSettings(settings);
@@ -150,7 +157,8 @@ export class PlacementPlanner {
   /** Tries to place the pod at `generation`; idempotent (a stale or already placed pod is skipped). */
   async placePod(podId: string, generation: number): Promise<PlacementOutcome> {
     const { rows } = await this.pool.query<PodRow>(
-      `SELECT id, "tenantId", labels, spec, vcpus, "memoryMiB", generation, "desiredState", phase, "nodeId"
+      `SELECT id, "tenantId", labels, spec, vcpus, "memoryMiB", generation, "desiredState", phase, "nodeId",
+              "placeAfter"
        FROM pods WHERE id = $1`,
       [podId],
     );
@@ -163,6 +171,8 @@ export class PlacementPlanner {
       );
       return 'skipped';
     }
+    // Re-placement backoff (ADR-002): a pod whose VM or node was lost waits before it is placed again.
+    if (pod.placeAfter !== null && pod.placeAfter.getTime() > Date.now()) return { deferUntil: pod.placeAfter };
     const request = podRequest(pod);
     const excluded = new Set<string>();
     for (let attempt = 0; attempt < MAX_RESERVATION_CONFLICTS; attempt++) {
@@ -189,6 +199,7 @@ export class PlacementPlanner {
         return 'unschedulable';
       }
       const outcome = await this.reserve(pod, result.nodeId);
+      if (outcome === 'placed') await this.publisher.publishMany([result.nodeId]);
       if (outcome !== 'conflict') return outcome;
       this.stats.conflicts++;
       excluded.add(result.nodeId);
@@ -219,7 +230,7 @@ export class PlacementPlanner {
       }
       const updated = await client.query(
         `UPDATE pods SET phase = 'SCHEDULED', "nodeId" = $3, "nodeEpoch" = $4, "scheduledAt" = now(), reason = NULL,
-                message = NULL, "updatedAt" = now()
+                message = NULL, placement = placement + 1, "placeAfter" = NULL, "updatedAt" = now()
          WHERE id = $1 AND generation = $2 AND phase = 'PENDING' AND "nodeId" IS NULL AND "desiredState" = 'RUNNING'
            AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = pods."tenantId" AND t.status = 'ACTIVE')`,
         [pod.id, pod.generation, nodeId, reserved.epoch],
@@ -245,6 +256,20 @@ export class PlacementPlanner {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * A placed pod's desired state or spec changed (ADR-002 13, 16, 17): bump its node's `desiredVersion` and publish
+   * the set. Only while the pod still has that generation (a newer change announces itself); a duplicate job bumps
+   * the version once more, which costs the agent one more (identical) convergence and nothing else.
+   */
+  async announcePodChange(podId: string, generation: number): Promise<void> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      `UPDATE nodes n SET "desiredVersion" = n."desiredVersion" + 1, "updatedAt" = now()
+       FROM pods p WHERE p.id = $1 AND p.generation = $2 AND n.id = p."nodeId" RETURNING n.id`,
+      [podId, generation],
+    );
+    await this.publisher.publishMany(rows.map((r) => r.id));
   }
 
   /**
@@ -280,7 +305,7 @@ export class PlacementPlanner {
 }
 
 /** What a handler tells the worker: done, or try this job again later. */
-interface HandlerContext {
+export interface HandlerContext {
   /** Milliseconds to wait before the job runs again, or `null` when it is done. */
   retryInMs: number | null;
 }
@@ -295,9 +320,10 @@ export class PlacementWorker {
   private readonly handlers: JobHandlers<HandlerContext>;
 
   constructor(private readonly options: PlacementWorkerOptions) {
-    this.planner = new PlacementPlanner(options.pool, options.log, options.settings, options.random);
+    this.planner = new PlacementPlanner(options.pool, options.log, options.settings, options.publisher, options.random);
     const placePod = async (data: { podId: string; generation: number }, context: HandlerContext) => {
       const outcome = await this.planner.placePod(data.podId, data.generation);
+      if (typeof outcome === 'object') context.retryInMs = Math.max(0, outcome.deferUntil.getTime() - Date.now());
       if (outcome === 'unschedulable') context.retryInMs = options.retryDelayMs;
       if (outcome === 'conflicted') {
         context.retryInMs = Math.min(
@@ -316,6 +342,9 @@ export class PlacementWorker {
       [JobName.PodDesiredStateChanged]: async (data, context) => {
         if (data.desiredState === 'RUNNING' && data.phase === 'PENDING' && data.nodeId === null) {
           await placePod(data, context);
+        } else if (data.nodeId !== null) {
+          // 13, 17: the pod's node must stop or destroy its VM: a new version of that node's set.
+          await this.planner.announcePodChange(data.podId, data.generation);
         } else {
           options.log.debug(
             { podId: data.podId, transition: data.transition },
@@ -323,17 +352,20 @@ export class PlacementWorker {
           );
         }
       },
-      [JobName.PodRestartRequested]: ignore(JobName.PodRestartRequested),
+      [JobName.PodRestartRequested]: (data) => this.planner.announcePodChange(data.podId, data.generation),
       [JobName.PodDeleted]: ignore(JobName.PodDeleted),
+      [JobName.PodPlacementRequested]: placePod,
       [JobName.NetworkPolicyCreated]: ignore(JobName.NetworkPolicyCreated),
       [JobName.NetworkPolicyUpdated]: ignore(JobName.NetworkPolicyUpdated),
       [JobName.NetworkPolicyDeleted]: ignore(JobName.NetworkPolicyDeleted),
       [JobName.TenantQuotaChanged]: ignore(JobName.TenantQuotaChanged),
       [JobName.TenantSuspended]: ignore(JobName.TenantSuspended),
       [JobName.TenantUnsuspended]: ignore(JobName.TenantUnsuspended),
-      [JobName.NodeCordoned]: ignore(JobName.NodeCordoned),
-      [JobName.NodeUncordoned]: ignore(JobName.NodeUncordoned),
+      // The set carries the node's cordon flag; the API bumped its version with the change.
+      [JobName.NodeCordoned]: (data) => options.publisher.publishMany([data.nodeId]),
+      [JobName.NodeUncordoned]: (data) => options.publisher.publishMany([data.nodeId]),
       [JobName.NodeDrained]: ignore(JobName.NodeDrained),
+      ...options.handlers,
     };
     this.worker = new Worker(QueueName.Placement, (job, token) => this.process(job, token), {
       connection: options.connection,

@@ -10,6 +10,8 @@ export enum JobName {
   PodDesiredStateChanged = 'pod.desired-state-changed',
   PodRestartRequested = 'pod.restart-requested',
   PodDeleted = 'pod.deleted',
+  /** The pod must be placed again: its VM or node was lost, it was drained away, or reconcile found it waiting. */
+  PodPlacementRequested = 'pod.placement-requested',
   NetworkPolicyCreated = 'network-policy.created',
   NetworkPolicyUpdated = 'network-policy.updated',
   NetworkPolicyDeleted = 'network-policy.deleted',
@@ -40,6 +42,7 @@ export const JOB_AGGREGATE = {
   [JobName.PodDesiredStateChanged]: 'pod',
   [JobName.PodRestartRequested]: 'pod',
   [JobName.PodDeleted]: 'pod',
+  [JobName.PodPlacementRequested]: 'pod',
   [JobName.NetworkPolicyCreated]: 'network-policy',
   [JobName.NetworkPolicyUpdated]: 'network-policy',
   [JobName.NetworkPolicyDeleted]: 'network-policy',
@@ -57,6 +60,7 @@ export const JOB_QUEUE: Record<JobName, QueueName> = {
   [JobName.PodDesiredStateChanged]: QueueName.Placement,
   [JobName.PodRestartRequested]: QueueName.Placement,
   [JobName.PodDeleted]: QueueName.Placement,
+  [JobName.PodPlacementRequested]: QueueName.Placement,
   [JobName.NetworkPolicyCreated]: QueueName.Placement,
   [JobName.NetworkPolicyUpdated]: QueueName.Placement,
   [JobName.NetworkPolicyDeleted]: QueueName.Placement,
@@ -109,6 +113,15 @@ export const podChangedSchema = podRef.extend({
   releasedIp: ipv4.nullable().optional(),
 });
 
+/**
+ * Re-placement (ADR-002 transitions 9, 11, drain) and reconcile's repair of a waiting pod. `placement` is the pod's
+ * placement count when it was asked for, so each loss gets its own job id (the generation does not change).
+ */
+export const podPlacementRequestedSchema = podRef.extend({
+  placement: z.number().int().nonnegative(),
+  reason: z.enum(['VMLost', 'NodeLost', 'Drained', 'Reconcile']),
+});
+
 export const networkPolicyChangedSchema = z.object({
   ...tenantScoped,
   networkPolicyId: uuid,
@@ -135,6 +148,7 @@ export const JOB_SCHEMAS = {
   [JobName.PodDesiredStateChanged]: podChangedSchema,
   [JobName.PodRestartRequested]: podChangedSchema,
   [JobName.PodDeleted]: podChangedSchema,
+  [JobName.PodPlacementRequested]: podPlacementRequestedSchema,
   [JobName.NetworkPolicyCreated]: networkPolicyChangedSchema,
   [JobName.NetworkPolicyUpdated]: networkPolicyChangedSchema,
   [JobName.NetworkPolicyDeleted]: networkPolicyChangedSchema,
@@ -199,9 +213,12 @@ export const JOB_ID_SEPARATOR = '_';
  * enqueue and mark, adds the same id, which BullMQ ignores while that job still exists.
  */
 export function jobIdFor(job: Job): string {
-  const id = [JOB_AGGREGATE[job.name], aggregateIdOf(job), String(job.data.generation), job.name].join(
-    JOB_ID_SEPARATOR,
-  );
+  // A re-placement keeps the generation; the placement count tells one loss from the next.
+  const version =
+    job.name === JobName.PodPlacementRequested
+      ? `${job.data.generation}.${job.data.placement}`
+      : String(job.data.generation);
+  const id = [JOB_AGGREGATE[job.name], aggregateIdOf(job), version, job.name].join(JOB_ID_SEPARATOR);
   if (id.includes(':')) throw new Error(`jobIdFor: ${id} contains ':'`);
   return id;
 }

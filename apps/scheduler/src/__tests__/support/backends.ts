@@ -17,7 +17,8 @@ export function useBackends(label: string, poolSize: number): Backends {
     database = await createTestDatabase({ label });
     backends.db = createDb({ url: database.url, poolSize });
     backends.redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
-  });
+    // The first suite after a new migration builds the migrated template database (~15 s).
+  }, 120_000);
   afterAll(async () => {
     await backends.db?.close();
     await backends.redis?.quit();

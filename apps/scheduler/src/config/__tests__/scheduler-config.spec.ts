@@ -1,7 +1,11 @@
 import { ConfigError } from '@caas/config';
 import { loadSchedulerConfig } from '../scheduler-config';
 
-const required = { DATABASE_URL: 'postgresql://db/x', REDIS_URL: 'redis://r:6379/0' };
+const required = {
+  DATABASE_URL: 'postgresql://db/x',
+  REDIS_URL: 'redis://r:6379/0',
+  SECRETS_KEY: Buffer.alloc(32, 7).toString('base64'),
+};
 
 describe('scheduler configuration', () => {
   it('accepts the required URLs and defaults everything else', () => {
@@ -17,6 +21,15 @@ describe('scheduler configuration', () => {
       VM_OVERHEAD_MIB: 256,
       PLACEMENT_TOP_K: 3,
       PLACEMENT_RETRY_DELAY_MS: 5000,
+      NODE_LEASE_GRACE_MS: 10_000,
+      NODE_MONITOR_INTERVAL_MS: 1_000,
+      INGEST_BATCH_SIZE: 200,
+      INGEST_BLOCK_MS: 1_000,
+      INGEST_NODE_REFRESH_MS: 2_000,
+      INGEST_CLAIM_IDLE_MS: 30_000,
+      REPLACE_BACKOFF_BASE_MS: 1_000,
+      REPLACE_BACKOFF_MAX_MS: 300_000,
+      RECONCILE_INTERVAL_MS: 10_000,
     });
   });
 

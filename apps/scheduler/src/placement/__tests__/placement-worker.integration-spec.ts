@@ -1,5 +1,5 @@
 import { useBackends } from '../../__tests__/support/backends';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -7,6 +7,8 @@ import { fitsOnNode } from '@caas/placement';
 import type { Job } from '@caas/queue-contracts';
 import { JobName, QueueName, jobOptionsFor } from '@caas/queue-contracts';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
+import { SecretBox } from '@caas/security';
+import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
 import { PlacementWorker } from '../placement-worker';
 
 jest.setTimeout(60_000);
@@ -53,6 +55,13 @@ async function startWorkers(count: number, retryDelayMs: number): Promise<void> 
       concurrency: 8,
       settings: { vmOverheadMiB: OVERHEAD, topK: 3 },
       retryDelayMs,
+      publisher: new DesiredSetPublisher({
+        pool: backends.db.pool,
+        redis: backends.redis,
+        prefix,
+        log: pino({ level: 'silent' }),
+        secrets: new SecretBox(randomBytes(32)),
+      }),
     });
     workers.push(worker);
     worker.start();

@@ -70,6 +70,11 @@ const ROWS: Record<JobName, OutboxRow> = {
       releasedIp: '10.0.0.2',
     },
   }),
+  [JobName.PodPlacementRequested]: row({
+    kind: 'pod.placement-requested',
+    generation: 2,
+    payload: { placement: 3, reason: 'NodeLost' },
+  }),
   [JobName.NetworkPolicyCreated]: row({
     aggregateType: 'network-policy',
     aggregateId: POLICY,
@@ -262,6 +267,7 @@ describe('queue contract', () => {
       [JobName.PodDesiredStateChanged]: record,
       [JobName.PodRestartRequested]: record,
       [JobName.PodDeleted]: record,
+      [JobName.PodPlacementRequested]: (data) => record({ generation: data.placement }),
       [JobName.NetworkPolicyCreated]: (data) => record({ generation: data.name.length }),
       [JobName.NetworkPolicyUpdated]: record,
       [JobName.NetworkPolicyDeleted]: record,
