@@ -1,4 +1,4 @@
-export { repoRoot } from './lib/repo-root';
+export { repoRoot, tsRegisterPath } from './lib/repo-root';
 export { createTestDatabase, createEmptyDatabase } from './lib/test-database';
 export type { TestDatabase, TestDatabaseOptions } from './lib/test-database';
 export { testDatabaseAdminUrl } from './lib/postgres-admin';

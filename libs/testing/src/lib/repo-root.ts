@@ -14,3 +14,10 @@ export function repoRoot(): string {
     dir = parent;
   }
 }
+
+/**
+ * The `-r` hook that lets a child `node` process run TypeScript sources directly (SWC, tsconfig path aliases):
+ * `spawn(process.execPath, ['-r', tsRegisterPath(), 'file.ts'])`. Tests use it to start real, separate processes
+ * (a host process, scheduler replicas, simulated agents) that they can kill.
+ */
+export const tsRegisterPath = (): string => join(repoRoot(), 'libs/testing/src/lib/ts-register.js');

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { SandboxManager } from '../sandbox-manager';
 import type { SandboxSpec } from '../sandbox-spec';
+import { tsRegisterPath } from '@caas/testing';
 import {
   OutputLog,
   container,
@@ -32,13 +33,7 @@ function startHost(stateDir: string, spec: SandboxSpec): { child: ChildProcess; 
   const options = { stateDir, ...guest, allowTcg: true, bootTimeoutMs: 90_000 };
   const child = spawn(
     process.execPath,
-    [
-      '-r',
-      join(support, 'register.js'),
-      join(support, 'host-process.ts'),
-      JSON.stringify(options),
-      JSON.stringify(spec),
-    ],
+    ['-r', tsRegisterPath(), join(support, 'host-process.ts'), JSON.stringify(options), JSON.stringify(spec)],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const lines: HostLine[] = [];

@@ -1,4 +1,4 @@
-// A separate host process for restart tests (run with `node -r ./register.js host-process.ts OPTIONS SPEC`):
+// A separate host process for restart tests (run with `node -r <tsRegisterPath()> host-process.ts OPTIONS SPEC`):
 // opens a manager, creates the sandbox and prints one JSON line per thing it sees, until it is killed.
 import { SandboxManager, type SandboxManagerOptions, type SandboxSpec } from '../../../index';
 
