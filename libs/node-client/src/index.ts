@@ -1,0 +1,2 @@
+export * from './lib/join';
+export * from './lib/node-connection';

@@ -1,0 +1,111 @@
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { DesiredSet, DesiredSetReady, NodeJoinResponse, NodeReport } from '@caas/queue-contracts';
+import {
+  DESIRED_SET_READY_JOB,
+  NodeQueueName,
+  STATUS_FIELD,
+  STATUS_STREAM_MAXLEN,
+  desiredSetReadySchema,
+  nodeKeys,
+  parseDesiredSet,
+} from '@caas/queue-contracts';
+
+/** What a node keeps from its join (on disk, root-only) to talk to the control plane. */
+export type NodeIdentity = Pick<NodeJoinResponse, 'nodeId' | 'name' | 'epoch' | 'redis' | 'queuePrefix'>;
+
+export interface NodeConnectionOptions {
+  identity: NodeIdentity;
+  /** Redis host and port (`redis://host:port[/db]`); the node's own user and password are added. */
+  redisUrl: string;
+  /** Called when the Redis connection reports an error (it reconnects by itself). */
+  onError?: (error: Error) => void;
+}
+
+/**
+ * The agent side of the node contract (ADR-009) over the node's own Redis user: read the desired set, hear
+ * "version N is ready" on the node's queue, append heartbeats and pod reports to the node's status stream. Every
+ * key it touches is one of `nodeKeys(nodeId)`; the node's ACL refuses anything else.
+ */
+export class NodeConnection {
+  private readonly redis: Redis;
+  private readonly keys: ReturnType<typeof nodeKeys>;
+  private worker: Worker | undefined;
+  private workerRedis: Redis | undefined;
+
+  constructor(private readonly options: NodeConnectionOptions) {
+    const { identity } = options;
+    this.keys = nodeKeys(identity.nodeId, baseOf(identity));
+    this.redis = this.connect(2);
+  }
+
+  get nodeId(): string {
+    return this.options.identity.nodeId;
+  }
+
+  /** The node's current desired set, or null before the scheduler has published one. */
+  async readDesiredSet(): Promise<DesiredSet | null> {
+    const raw = await this.redis.get(this.keys.desiredSet);
+    if (raw === null) return null;
+    const parsed = parseDesiredSet(raw);
+    if (!parsed.ok) throw new Error(`desired set of node ${this.nodeId} is invalid: ${parsed.error}`);
+    if (parsed.set.nodeId !== this.nodeId) throw new Error(`desired set names node ${parsed.set.nodeId}`);
+    return parsed.set;
+  }
+
+  /**
+   * Calls `handler` for every announcement on the node's queue (one at a time). Announcements only say that a
+   * newer set exists: the handler should read the whole set, and the agent should also re-read it on a timer.
+   */
+  onAnnouncement(handler: (ready: DesiredSetReady) => Promise<void>): void {
+    if (this.worker !== undefined) throw new Error('onAnnouncement: already listening');
+    this.workerRedis = this.connect(null);
+    this.worker = new Worker(
+      NodeQueueName.Desired,
+      async (job) => {
+        if (job.name !== DESIRED_SET_READY_JOB) return;
+        const ready = desiredSetReadySchema.safeParse(job.data);
+        if (ready.success) await handler(ready.data);
+      },
+      { connection: this.workerRedis, prefix: this.keys.prefix, concurrency: 1 },
+    );
+    this.worker.on('error', (error) => this.options.onError?.(error));
+  }
+
+  /** Appends a heartbeat or pod report to the node's status stream (capped). */
+  async report(report: NodeReport): Promise<void> {
+    await this.redis.xadd(
+      this.keys.status,
+      'MAXLEN',
+      '~',
+      STATUS_STREAM_MAXLEN,
+      '*',
+      STATUS_FIELD,
+      JSON.stringify(report),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.close().catch(() => undefined);
+    await Promise.allSettled([this.redis.quit(), this.workerRedis?.quit()]);
+  }
+
+  private connect(maxRetriesPerRequest: number | null): Redis {
+    const redis = new Redis(this.options.redisUrl, {
+      username: this.options.identity.redis.username,
+      password: this.options.identity.redis.password,
+      maxRetriesPerRequest,
+    });
+    redis.on('error', (error: Error) => this.options.onError?.(error));
+    return redis;
+  }
+}
+
+/** `queuePrefix` is `<base>:node:<id>`; the keys are derived from the base. */
+function baseOf(identity: NodeIdentity): string {
+  const suffix = `:node:${identity.nodeId}`;
+  if (!identity.queuePrefix.endsWith(suffix)) {
+    throw new Error(`queue prefix ${identity.queuePrefix} does not belong to node ${identity.nodeId}`);
+  }
+  return identity.queuePrefix.slice(0, -suffix.length);
+}
