@@ -67,7 +67,8 @@ export class NodeConnection {
         const ready = desiredSetReadySchema.safeParse(job.data);
         if (ready.success) await handler(ready.data);
       },
-      { connection: this.workerRedis, prefix: this.keys.prefix, concurrency: 1 },
+      // No `INFO` for the node's user (see `nodeAclRules`): BullMQ must not ask for the server version.
+      { connection: this.workerRedis, prefix: this.keys.prefix, concurrency: 1, skipVersionCheck: true },
     );
     this.worker.on('error', (error) => this.options.onError?.(error));
   }
@@ -95,6 +96,9 @@ export class NodeConnection {
       username: this.options.identity.redis.username,
       password: this.options.identity.redis.password,
       maxRetriesPerRequest,
+      // The node's ACL allows neither `INFO` (ioredis's ready check) nor `CLIENT SETINFO`.
+      enableReadyCheck: false,
+      disableClientInfo: true,
     });
     redis.on('error', (error: Error) => this.options.onError?.(error));
     return redis;

@@ -112,8 +112,9 @@ export const desiredSetReadyJobId = (version: bigint | string): string => `v${St
 
 /**
  * The ACL rules of a node's Redis user (for `ACL SETUSER <user> …`), from the SHA-256 (hex) of its password:
- * read-only on its desired set, append-only on its status stream, its own BullMQ queue, no channels, and
- * only the commands a BullMQ worker and a report writer need. Key-listing commands are refused (ACL key patterns
+ * its own BullMQ queue with the commands a BullMQ worker needs, and two selectors (Redis 7) that allow exactly `GET`
+ * of its desired set and `XADD` to its status stream (so it can neither change its set nor read, trim or delete its
+ * stream or the scheduler's consumer group on it); no channels. Key-listing commands are refused (ACL key patterns
  * do not filter `SCAN`/`KEYS`, which would reveal other nodes' key names).
  */
 export function nodeAclRules(nodeId: string, passwordSha256Hex: string, base: string = DEFAULT_QUEUE_PREFIX): string[] {
@@ -124,13 +125,13 @@ export function nodeAclRules(nodeId: string, passwordSha256Hex: string, base: st
     'on',
     `#${passwordSha256Hex}`,
     'resetchannels',
-    `%R~${keys.desiredSet}`,
-    `%W~${keys.status}`,
     `~${keys.desiredQueuePattern}`,
     '-@all',
     ...NODE_ALLOWED_COMMAND_CATEGORIES.map((category) => `+@${category}`),
     ...NODE_REFUSED_COMMANDS.map((command) => `-${command}`),
     ...NODE_ALLOWED_COMMANDS.map((command) => `+${command}`),
+    `(%R~${keys.desiredSet} +get)`,
+    `(%W~${keys.status} +xadd)`,
   ];
 }
 
@@ -150,7 +151,11 @@ const NODE_ALLOWED_COMMAND_CATEGORIES = [
   'connection',
 ];
 
-/** Refused after the categories: key listing, server-wide and other users' business. */
+/**
+ * Refused after the categories: key listing and key counting, server-wide and other users' business, and every
+ * `SCRIPT` subcommand (`SCRIPT DEBUG SYNC` would block the server, `SCRIPT FLUSH`/`KILL` touch every client's
+ * scripts; ioredis and BullMQ run their scripts with EVALSHA, falling back to EVAL).
+ */
 const NODE_REFUSED_COMMANDS = [
   '@dangerous',
   '@admin',
@@ -158,11 +163,16 @@ const NODE_REFUSED_COMMANDS = [
   'scan',
   'keys',
   'randomkey',
+  'dbsize',
   'client',
-  'script|flush',
-  'script|kill',
+  'script',
   'function',
 ];
 
-/** Added back: what BullMQ and ioredis call on connect. */
-const NODE_ALLOWED_COMMANDS = ['info', 'client|setname', 'client|getname', 'client|id', 'client|setinfo'];
+/**
+ * Added back: naming its own connection (BullMQ names its worker connections). Not `INFO` (server-wide: clients,
+ * memory, replicas' addresses, key counts) nor `CLIENT SETINFO` (unknown to Redis 7.0, where it would make the
+ * whole `ACL SETUSER` fail): a node's clients connect with ioredis `enableReadyCheck: false` and
+ * `disableClientInfo: true` and BullMQ `skipVersionCheck: true` (see `@caas/node-client`).
+ */
+const NODE_ALLOWED_COMMANDS = ['client|setname'];
