@@ -54,6 +54,8 @@ export interface PodSpec {
   vcpus: number;
   memoryMiB: number;
   restartPolicy: RestartPolicy;
+  /** Scheduling constraints, stored as the pod's `spec` (the scheduler reads `nodeSelector`). */
+  nodeSelector: Record<string, string>;
 }
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -215,5 +217,6 @@ export function validateCreatePodInput(input: CreatePodInput): PodSpec {
   if (limited > memoryMiB) {
     fail('containers', `memoryLimitMiB of all containers together (${limited}) must fit in memoryMiB (${memoryMiB})`);
   }
-  return { name, labels, containers, vcpus, memoryMiB, restartPolicy: input.restartPolicy ?? 'ALWAYS' };
+  const nodeSelector = checkLabels('nodeSelector', input.nodeSelector ?? []);
+  return { name, labels, containers, vcpus, memoryMiB, restartPolicy: input.restartPolicy ?? 'ALWAYS', nodeSelector };
 }

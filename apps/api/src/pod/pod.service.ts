@@ -79,6 +79,7 @@ export class PodService {
             vcpus: spec.vcpus,
             memoryMiB: spec.memoryMiB,
             restartPolicy: spec.restartPolicy,
+            spec: { nodeSelector: spec.nodeSelector },
             phase: 'PENDING',
             desiredState: 'RUNNING',
             generation: 1,

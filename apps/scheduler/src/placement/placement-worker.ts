@@ -4,7 +4,14 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeInfo, PlacementSettings, PodRequest, Taint, Toleration } from '@caas/placement';
-import { SpreadIndex, place, prepareNodes, reservationFor, resolveSettings } from '@caas/placement';
+import {
+  SpreadIndex,
+  place,
+  prepareNodes,
+  reservationFor,
+  resolveSettings,
+  tenantPoolToleration,
+} from '@caas/placement';
 import type { JobHandlers, JobPayloads } from '@caas/queue-contracts';
 import { JobName, QueueName, parseJob } from '@caas/queue-contracts';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
@@ -85,13 +92,16 @@ const stringRecord = (value: unknown): Record<string, string> =>
     ? Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string'))
     : {};
 
+/**
+ * The node's taints as stored by the API (`effect` NO_SCHEDULE | NO_EXECUTE, ADR-001). Both keep pods that do not
+ * tolerate them off the node; NO_EXECUTE does not evict pods already there (not implemented).
+ */
 const taintsOf = (value: unknown): Taint[] =>
   Array.isArray(value)
-    ? value.filter(
-        (t): t is Taint =>
-          isRecord(t) &&
-          typeof t['key'] === 'string' &&
-          (t['effect'] === 'NoSchedule' || t['effect'] === 'PreferNoSchedule'),
+    ? value.flatMap((t): Taint[] =>
+        isRecord(t) && typeof t['key'] === 'string' && (t['effect'] === 'NO_SCHEDULE' || t['effect'] === 'NO_EXECUTE')
+          ? [{ key: t['key'], value: typeof t['value'] === 'string' ? t['value'] : '', effect: 'NoSchedule' }]
+          : [],
       )
     : [];
 
@@ -112,7 +122,7 @@ function podRequest(row: PodRow): PodRequest {
     memoryMiB: row.memoryMiB,
     labels: stringRecord(row.labels),
     nodeSelector: stringRecord(spec['nodeSelector']),
-    tolerations: tolerationsOf(spec['tolerations']),
+    tolerations: [...tolerationsOf(spec['tolerations']), tenantPoolToleration(row.tenantId)],
   };
 }
 

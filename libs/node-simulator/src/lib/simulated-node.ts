@@ -43,6 +43,8 @@ export interface SimulatedNodeOptions {
   replayRate?: number;
   diskPressure?: boolean;
   random?: () => number;
+  /** Pods still "running" from before a restart of the agent (a real agent re-adopts its VMs from disk). */
+  adopted?: DesiredPod[];
   /** Called for every VM the node destroys because its set no longer contains it (fencing). */
   onKilledStale?: (podId: string) => void;
 }
@@ -95,6 +97,14 @@ export class SimulatedNode {
     this.epoch = options.epoch;
     this.diskPressure = options.diskPressure ?? false;
     this.random = options.random ?? Math.random;
+    for (const desired of options.adopted ?? []) {
+      this.pods.set(desired.podId, { desired, status: this.statusOf(desired, 'RUNNING', null, null), timers: [] });
+    }
+  }
+
+  /** What a restarted agent would find on disk: the pods whose VMs run now. */
+  livePods(): DesiredPod[] {
+    return [...this.pods.values()].filter((pod) => !TERMINAL.has(pod.status.phase)).map((pod) => pod.desired);
   }
 
   get currentEpoch(): number {

@@ -12,6 +12,20 @@ export interface Taint {
  * Without `effect` it tolerates both effects. Tolerations are tenant input: which taints a tenant may tolerate
  * (tenant-dedicated pools) is the API's admission decision, not this library's.
  */
+/**
+ * The taint of a tenant-dedicated pool: `caas.dev/tenant=<tenant id>:NoSchedule` on the pool's nodes (set through
+ * the join token). Every pod tolerates the taint naming its own tenant and no other, so a dedicated pool takes only
+ * its tenant's pods; tenants never write tolerations themselves.
+ */
+export const TENANT_POOL_TAINT_KEY = 'caas.dev/tenant';
+
+/** The toleration every pod of `tenantId` carries. */
+export const tenantPoolToleration = (tenantId: string): Toleration => ({
+  key: TENANT_POOL_TAINT_KEY,
+  operator: 'Equal',
+  value: tenantId,
+});
+
 export interface Toleration {
   key: string;
   operator: 'Equal' | 'Exists';

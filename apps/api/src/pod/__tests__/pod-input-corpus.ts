@@ -34,6 +34,18 @@ export const INVALID_POD_INPUTS: [string, Input, string][] = [
   ['an empty label key', { labels: [{ key: '', value: 'x' }] }, 'labels[0].key'],
   ['a label name over 63 characters', { labels: [{ key: 'k'.repeat(64), value: 'x' }] }, 'labels[0].key'],
   ['an upper-case label key prefix', { labels: [{ key: 'Example.com/app', value: 'x' }] }, 'labels[0].key'],
+  // nodeSelector (the same label syntax)
+  ['a node selector key with a space', { nodeSelector: [{ key: 'my pool', value: 'x' }] }, 'nodeSelector[0].key'],
+  [
+    'a duplicated node selector key',
+    {
+      nodeSelector: [
+        { key: 'pool', value: 'a' },
+        { key: 'pool', value: 'b' },
+      ],
+    },
+    'nodeSelector[1].key',
+  ],
   ['a label key with an empty name', { labels: [{ key: 'example.com/', value: 'x' }] }, 'labels[0].key'],
   ['a label key with two slashes', { labels: [{ key: 'a/b/c', value: 'x' }] }, 'labels[0].key'],
   ['a label value over 63 characters', { labels: [{ key: 'app', value: 'v'.repeat(64) }] }, 'labels[0].value'],

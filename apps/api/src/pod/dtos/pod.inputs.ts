@@ -47,6 +47,11 @@ export class CreatePodInput {
   @Field(() => Int, { description: 'Memory of the pod VM in MiB, 64 to 262144.' }) memoryMiB!: number;
   @Field(() => RestartPolicy, { nullable: true, defaultValue: RestartPolicy.ALWAYS })
   restartPolicy?: RestartPolicy | null;
+  @Field(() => [LabelInput], {
+    nullable: true,
+    description: 'Node labels the pod must be placed on (every one must match), at most 64, keys unique.',
+  })
+  nodeSelector?: LabelInput[] | null;
 }
 
 @InputType({ description: 'Selects the pods that carry every one of these labels.' })
