@@ -116,7 +116,7 @@ const HEARTBEAT_SQL = `
      SET "lastHeartbeatAt" = now(), "leaseExpiresAt" = now() + $11::int * interval '1 millisecond',
          "capacityVcpus" = hb.vcpus, "capacityMemoryMiB" = hb."memoryMiB", "capacityPods" = hb.pods,
          "capacityDiskBytes" = hb."diskBytes", usage = hb.usage, "diskPressure" = hb."diskPressure",
-         accelerator = hb.accelerator::"Accelerator", "appliedVersion" = hb."appliedVersion", status = 'READY',
+         accelerator = hb.accelerator::"Accelerator", "appliedVersion" = GREATEST(n."appliedVersion", hb."appliedVersion"), status = 'READY',
          "updatedAt" = now()
     FROM hb JOIN old ON old.id = hb.id
    WHERE n.id = hb.id AND n.epoch = hb.epoch
