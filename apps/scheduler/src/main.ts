@@ -2,10 +2,14 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { ConfigError } from '@caas/config';
 import { createDb } from '@caas/db';
-import { QueueName } from '@caas/queue-contracts';
+import { JobName, QueueName } from '@caas/queue-contracts';
 import { SecretBox } from '@caas/security';
 import { loadSchedulerConfig } from './config/scheduler-config';
 import { OutboxRelay } from './outbox/outbox-relay';
+import { StatusIngest } from './ingest/status-ingest';
+import { NodeDrainer } from './monitor/node-drain';
+import { NodeMonitor } from './monitor/node-monitor';
+import { TenantSuspender } from './monitor/tenant-suspension';
 import { DesiredSetPublisher } from './nodes/desired-set-publisher';
 import { PlacementWorker } from './placement/placement-worker';
 import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
@@ -20,7 +24,7 @@ async function main(): Promise<void> {
   const log = pino({ level: config.LOG_LEVEL, base: { app: 'scheduler' } });
   const db = createDb({
     url: config.DATABASE_URL,
-    poolSize: 4,
+    poolSize: config.DB_POOL_SIZE,
     onIdleError: (error) => log.warn({ err: error }, 'idle PostgreSQL connection failed'),
   });
   // One producer connection for the checks and the queues. A bounded retry count makes a Redis outage fail
@@ -55,6 +59,14 @@ async function main(): Promise<void> {
     log: log.child({ loop: 'desired-sets' }),
     secrets: new SecretBox(Buffer.from(config.SECRETS_KEY, 'base64')),
   });
+  const drainer = new NodeDrainer({
+    pool: db.pool,
+    redis,
+    publisher,
+    log: log.child({ loop: 'drain' }),
+    vmOverheadMiB: config.VM_OVERHEAD_MIB,
+  });
+  const suspender = new TenantSuspender({ pool: db.pool, redis, publisher, log: log.child({ loop: 'suspension' }) });
   const placement = new PlacementWorker({
     pool: db.pool,
     connection: workerRedis,
@@ -64,9 +76,34 @@ async function main(): Promise<void> {
     settings: { vmOverheadMiB: config.VM_OVERHEAD_MIB, topK: config.PLACEMENT_TOP_K },
     retryDelayMs: config.PLACEMENT_RETRY_DELAY_MS,
     publisher,
+    handlers: { [JobName.NodeDrained]: drainer.handle, [JobName.TenantSuspended]: suspender.handle },
+  });
+  // Status ingest blocks on XREADGROUP: a connection of its own.
+  const ingestRedis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  ingestRedis.on('error', (error) => log.warn({ err: error }, 'Redis (status ingest) connection error'));
+  const ingest = new StatusIngest({
+    pool: db.pool,
+    redis: ingestRedis,
+    producer: redis,
+    prefix: config.QUEUE_PREFIX,
+    log: log.child({ loop: 'ingest' }),
+    publisher,
+    settings: config,
+    vmOverheadMiB: config.VM_OVERHEAD_MIB,
+  });
+  const monitor = new NodeMonitor({
+    pool: db.pool,
+    redis,
+    publisher,
+    log: log.child({ loop: 'node-monitor' }),
+    intervalMs: config.NODE_MONITOR_INTERVAL_MS,
+    backoffBaseMs: config.REPLACE_BACKOFF_BASE_MS,
+    backoffMaxMs: config.REPLACE_BACKOFF_MAX_MS,
   });
   relay.start();
   placement.start();
+  ingest.start();
+  monitor.start();
   log.info(
     {
       queue: QueueName.Placement,
@@ -75,14 +112,15 @@ async function main(): Promise<void> {
       batchSize: config.OUTBOX_BATCH_SIZE,
       placementConcurrency: config.PLACEMENT_CONCURRENCY,
     },
-    'scheduler relaying the outbox to the placement queue and placing pods',
+    'scheduler running: outbox relay, placement, status ingest, node monitor',
   );
 
   const stop = async (signal: string) => {
     log.info({ signal }, 'scheduler stopping: finishing the outbox batch and the placements under way');
-    await Promise.allSettled([relay.stop(), placement.close()]);
+    await Promise.allSettled([relay.stop(), placement.close(), ingest.stop(), monitor.stop()]);
+    log.info({ ...placement.planner.stats }, 'placement stats');
     await Promise.allSettled([closeControlPlaneQueues(queues), publisher.close()]);
-    await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit()]);
+    await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit(), ingestRedis.quit()]);
     log.info('scheduler stopped');
     process.exit(0);
   };

@@ -17,6 +17,8 @@ const schema = z.object({
    * `noeviction`; `warn` logs an error and runs anyway (for a shared development Redis).
    */
   REDIS_EVICTION_POLICY_CHECK: z.enum(['fatal', 'warn']).default('fatal'),
+  /** PostgreSQL connections per process (placement holds at most one per job under way). */
+  DB_POOL_SIZE: int(1, 200, 12),
   /** Pause between outbox polls when the last batch was not full (a full batch re-runs at once). */
   OUTBOX_POLL_INTERVAL_MS: int(10, 60_000, 200),
   /** Outbox rows claimed, enqueued and marked per transaction. */

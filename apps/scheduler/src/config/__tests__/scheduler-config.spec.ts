@@ -14,6 +14,7 @@ describe('scheduler configuration', () => {
       LOG_LEVEL: 'info',
       QUEUE_PREFIX: 'bull',
       REDIS_EVICTION_POLICY_CHECK: 'fatal',
+      DB_POOL_SIZE: 12,
       OUTBOX_POLL_INTERVAL_MS: 200,
       OUTBOX_BATCH_SIZE: 100,
       OUTBOX_ENQUEUE_TIMEOUT_MS: 5000,
