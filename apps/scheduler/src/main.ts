@@ -11,6 +11,7 @@ import { NodeDrainer } from './monitor/node-drain';
 import { NodeMonitor } from './monitor/node-monitor';
 import { TenantSuspender } from './monitor/tenant-suspension';
 import { DesiredSetPublisher } from './nodes/desired-set-publisher';
+import { Reconciler } from './reconcile/reconciler';
 import { PlacementWorker } from './placement/placement-worker';
 import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
 import { EvictionPolicyError, checkEvictionPolicy } from './queues/redis-eviction-policy';
@@ -100,10 +101,19 @@ async function main(): Promise<void> {
     backoffBaseMs: config.REPLACE_BACKOFF_BASE_MS,
     backoffMaxMs: config.REPLACE_BACKOFF_MAX_MS,
   });
+  const reconciler = new Reconciler({
+    pool: db.pool,
+    queues,
+    publisher,
+    log: log.child({ loop: 'reconcile' }),
+    intervalMs: config.RECONCILE_INTERVAL_MS,
+    vmOverheadMiB: config.VM_OVERHEAD_MIB,
+  });
   relay.start();
   placement.start();
   ingest.start();
   monitor.start();
+  reconciler.start();
   log.info(
     {
       queue: QueueName.Placement,
@@ -112,12 +122,12 @@ async function main(): Promise<void> {
       batchSize: config.OUTBOX_BATCH_SIZE,
       placementConcurrency: config.PLACEMENT_CONCURRENCY,
     },
-    'scheduler running: outbox relay, placement, status ingest, node monitor',
+    'scheduler running: outbox relay, placement, status ingest, node monitor, reconcile',
   );
 
   const stop = async (signal: string) => {
     log.info({ signal }, 'scheduler stopping: finishing the outbox batch and the placements under way');
-    await Promise.allSettled([relay.stop(), placement.close(), ingest.stop(), monitor.stop()]);
+    await Promise.allSettled([relay.stop(), placement.close(), ingest.stop(), monitor.stop(), reconciler.stop()]);
     log.info({ ...placement.planner.stats }, 'placement stats');
     await Promise.allSettled([closeControlPlaneQueues(queues), publisher.close()]);
     await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit(), ingestRedis.quit()]);
