@@ -37,6 +37,16 @@ const schema = z.object({
     .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR')
     .default('10.128.0.0/9'),
   TENANT_SUBNET_PREFIX: int(16, 28, 20),
+  /** BullMQ key prefix, the base of every node's keys (`<prefix>:node:<id>:…`): the scheduler's `QUEUE_PREFIX`. */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . : -')
+    .default('bull'),
+  /** Told to joining nodes: how often they heartbeat, and how long after a missed one their lease runs out. */
+  NODE_HEARTBEAT_INTERVAL_MS: int(100, 600_000, 2000),
+  NODE_LEASE_GRACE_MS: int(500, 3_600_000, 10_000),
+  /** `POST /v1/nodes/join` attempts allowed per client address and window (`RATE_LIMIT_WINDOW_MS`). */
+  NODE_JOIN_RATE_LIMIT: int(1, 1_000_000, 30),
 });
 
 export type ApiEnv = z.infer<typeof schema>;
