@@ -5,8 +5,9 @@ import type { PodEventMessage } from '@caas/log-stream-contract';
 import { podEventChannel } from '@caas/log-stream-contract';
 
 /**
- * Helpers the node monitor, drain and suspension handlers share: pod events (row + pub/sub message), quota
- * release (the API's `releaseQuota`, replicated: apps cannot import each other) and one transaction on a client.
+ * Helpers the scheduler loops share (node monitor, drain, suspension, status ingest, reconcile): pod events (row +
+ * pub/sub message), quota release (the API's `releaseQuota`, replicated: apps cannot import each other), one
+ * transaction on a client, and a periodic loop.
  */
 
 export type Queryable = Pick<pg.PoolClient, 'query'>;

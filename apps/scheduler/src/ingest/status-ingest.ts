@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
-import { podEventChannel } from '@caas/log-stream-contract';
 import { reservationFor } from '@caas/placement';
 import type { Heartbeat, NodeEvent, PodStatus } from '@caas/queue-contracts';
 import {
@@ -15,6 +14,7 @@ import {
   nodeKeys,
   parseNodeReport,
 } from '@caas/queue-contracts';
+import { publishPodEvents, releaseQuota } from '../common/pod-changes';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 import type { SchedulerConfig } from '../config/scheduler-config';
 import type { ContainerUpdate, PodDecision, PodState } from './pod-status-decision';
@@ -756,7 +756,7 @@ export class StatusIngest {
         const deleted = await client.query(`DELETE FROM pods WHERE ${POD_IS_AS_READ}`, asRead);
         if (deleted.rowCount !== 1) return null;
         await this.releaseNode(client, item.nodeId, pod);
-        await this.releaseQuota(client, pod);
+        await releaseQuota(client, pod.tenantId, pod, this.options.log);
         await client.query(
           `INSERT INTO outbox ("aggregateType", "aggregateId", "tenantId", generation, kind, payload)
            VALUES ('pod', $1, $2, $3, $4, $5::jsonb)`,
@@ -803,24 +803,6 @@ export class StatusIngest {
   private async releaseNode(client: pg.PoolClient, nodeId: string, pod: PodState): Promise<void> {
     const r = reservationFor(pod, { vmOverheadMiB: this.options.vmOverheadMiB });
     await client.query(RELEASE_NODE_SQL, [nodeId, r.vcpus, r.memoryMiB, r.pods]);
-  }
-
-  /** As the API's `releaseQuota`: conditional, clamped at zero (and reported) if usage was already too low. */
-  private async releaseQuota(client: pg.PoolClient, pod: PodState): Promise<void> {
-    const released = await client.query(
-      `UPDATE tenants SET "usedPods" = "usedPods" - 1, "usedVcpus" = "usedVcpus" - $2,
-              "usedMemoryMiB" = "usedMemoryMiB" - $3, "updatedAt" = now()
-        WHERE id = $1 AND "usedPods" >= 1 AND "usedVcpus" >= $2 AND "usedMemoryMiB" >= $3`,
-      [pod.tenantId, pod.vcpus, pod.memoryMiB],
-    );
-    if (released.rowCount === 1) return;
-    this.options.log.error({ tenantId: pod.tenantId }, "tenant usage below the removed pod's size; clamped at zero");
-    await client.query(
-      `UPDATE tenants SET "usedPods" = GREATEST("usedPods" - 1, 0), "usedVcpus" = GREATEST("usedVcpus" - $2, 0),
-              "usedMemoryMiB" = GREATEST("usedMemoryMiB" - $3, 0), "updatedAt" = now()
-        WHERE id = $1`,
-      [pod.tenantId, pod.vcpus, pod.memoryMiB],
-    );
   }
 
   private async updateContainers(client: pg.PoolClient, podId: string, updates: ContainerUpdate[]): Promise<void> {
@@ -887,18 +869,7 @@ export class StatusIngest {
 
   /** After the commits: a failure to publish is logged (the rows are the record, ADR-005). */
   private async publishEvents(events: PodEventMessage[]): Promise<void> {
-    await Promise.all(
-      events.map((event) =>
-        this.options.producer
-          .publish(podEventChannel(event.podId), JSON.stringify(event))
-          .catch((error: unknown) =>
-            this.options.log.warn(
-              { err: error, podId: event.podId, eventId: event.id },
-              'publishing a pod event failed',
-            ),
-          ),
-      ),
-    );
+    await publishPodEvents(this.options.producer, events, this.options.log);
   }
 }
 

@@ -6,7 +6,7 @@ import type { JobPayloads } from '@caas/queue-contracts';
 import { JobName } from '@caas/queue-contracts';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 import type { HandlerContext } from '../placement/placement-worker';
-import { Rollback, inTransactionOr, insertPodEvent, publishPodEvents } from './shared';
+import { Rollback, inTransactionOr, insertPodEvent, publishPodEvents } from '../common/pod-changes';
 
 export interface NodeDrainerOptions {
   pool: pg.Pool;

@@ -4,8 +4,15 @@ import type { Logger } from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
 import { JobName } from '@caas/queue-contracts';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
-import { PeriodicLoop, Rollback, inTransactionOr, insertPodEvent, publishPodEvents, releaseQuota } from './shared';
-import type { Queryable } from './shared';
+import {
+  PeriodicLoop,
+  Rollback,
+  inTransactionOr,
+  insertPodEvent,
+  publishPodEvents,
+  releaseQuota,
+} from '../common/pod-changes';
+import type { Queryable } from '../common/pod-changes';
 
 export interface NodeMonitorOptions {
   pool: pg.Pool;

@@ -5,7 +5,7 @@ import type { PodEventMessage } from '@caas/log-stream-contract';
 import type { JobPayloads } from '@caas/queue-contracts';
 import type { JobName } from '@caas/queue-contracts';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
-import { Rollback, inTransactionOr, insertPodEvent, publishPodEvents } from './shared';
+import { Rollback, inTransactionOr, insertPodEvent, publishPodEvents } from '../common/pod-changes';
 
 export interface TenantSuspenderOptions {
   pool: pg.Pool;

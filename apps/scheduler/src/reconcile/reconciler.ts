@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Job } from '@caas/queue-contracts';
 import { JobName, QueueName, jobIdFor, jobOptionsFor } from '@caas/queue-contracts';
-import { PeriodicLoop, inTransaction } from '../monitor/shared';
+import { PeriodicLoop, inTransaction } from '../common/pod-changes';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 import type { ControlPlaneQueues } from '../outbox/outbox-relay';
 
