@@ -11,6 +11,7 @@ import { NodeDrainer } from './monitor/node-drain';
 import { NodeMonitor } from './monitor/node-monitor';
 import { TenantSuspender } from './monitor/tenant-suspension';
 import { DesiredSetPublisher } from './nodes/desired-set-publisher';
+import { NodeAclSync } from './nodes/node-acl-sync';
 import { Reconciler } from './reconcile/reconciler';
 import { PlacementWorker } from './placement/placement-worker';
 import { closeControlPlaneQueues, createControlPlaneQueues } from './queues/control-plane-queues';
@@ -109,11 +110,19 @@ async function main(): Promise<void> {
     intervalMs: config.RECONCILE_INTERVAL_MS,
     vmOverheadMiB: config.VM_OVERHEAD_MIB,
   });
+  const aclSync = new NodeAclSync({
+    pool: db.pool,
+    redis,
+    prefix: config.QUEUE_PREFIX,
+    log: log.child({ loop: 'node-acl-sync' }),
+    intervalMs: config.NODE_ACL_SYNC_INTERVAL_MS,
+  });
   relay.start();
   placement.start();
   ingest.start();
   monitor.start();
   reconciler.start();
+  aclSync.start();
   log.info(
     {
       queue: QueueName.Placement,
@@ -122,12 +131,19 @@ async function main(): Promise<void> {
       batchSize: config.OUTBOX_BATCH_SIZE,
       placementConcurrency: config.PLACEMENT_CONCURRENCY,
     },
-    'scheduler running: outbox relay, placement, status ingest, node monitor, reconcile',
+    'scheduler running: outbox relay, placement, status ingest, node monitor, reconcile, node ACL sync',
   );
 
   const stop = async (signal: string) => {
     log.info({ signal }, 'scheduler stopping: finishing the outbox batch and the placements under way');
-    await Promise.allSettled([relay.stop(), placement.close(), ingest.stop(), monitor.stop(), reconciler.stop()]);
+    await Promise.allSettled([
+      relay.stop(),
+      placement.close(),
+      ingest.stop(),
+      monitor.stop(),
+      reconciler.stop(),
+      aclSync.stop(),
+    ]);
     log.info({ ...placement.planner.stats }, 'placement stats');
     await Promise.allSettled([closeControlPlaneQueues(queues), publisher.close()]);
     await Promise.allSettled([db.close(), redis.quit(), workerRedis.quit(), ingestRedis.quit()]);

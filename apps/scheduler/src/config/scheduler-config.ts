@@ -52,6 +52,8 @@ const schema = z.object({
   /** Re-placement backoff after a VM or node loss: base · 2^(losses-1), at most max. */
   REPLACE_BACKOFF_BASE_MS: int(0, 3_600_000, 1_000),
   REPLACE_BACKOFF_MAX_MS: int(0, 86_400_000, 300_000),
+  /** How often node Redis users are re-applied from PostgreSQL (a Redis restart refuses nodes at most this long). */
+  NODE_ACL_SYNC_INTERVAL_MS: int(100, 3_600_000, 5_000),
   /** The reconcile loop's period. */
   RECONCILE_INTERVAL_MS: int(100, 3_600_000, 10_000),
 });

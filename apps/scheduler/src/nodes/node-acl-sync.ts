@@ -26,6 +26,7 @@ const MAX_FAILURE_BACKOFF_MS = 30_000;
 export class NodeAclSync {
   private loop: Promise<void> | undefined;
   private stopping = false;
+  private unknown = new Set<string>();
   private wake: (() => void) | undefined;
 
   constructor(private readonly options: NodeAclSyncOptions) {}
@@ -49,7 +50,14 @@ export class NodeAclSync {
     const { rows } = await this.options.pool.query<{ id: string; credentialHash: Buffer | null }>(
       'SELECT id, "credentialHash" FROM nodes',
     );
-    return syncNodeUsers(this.options.redis, rows, this.options.prefix);
+    // A user is deleted only when its node was already unknown in the previous pass (a join commits after it
+    // creates its user, see `SyncOptions.mayRemove`).
+    const previous = this.unknown;
+    const result = await syncNodeUsers(this.options.redis, rows, this.options.prefix, {
+      mayRemove: (nodeId) => previous.has(nodeId),
+    });
+    this.unknown = new Set(result.unknown.filter((nodeId) => !previous.has(nodeId)));
+    return result;
   }
 
   private async run(): Promise<void> {

@@ -21,6 +21,8 @@ export interface NodeUserSyncResult {
   created: number;
   updated: number;
   removed: number;
+  /** Node ids with a user of this base but no credential in `nodes` (removed, unless `mayRemove` said no). */
+  unknown: string[];
 }
 
 const toHex = (hash: Buffer | Uint8Array): string =>
@@ -54,17 +56,27 @@ export async function removeNodeUser(redis: Redis, nodeId: string): Promise<bool
  * MULTI/EXEC (so no replica ever sees it, and a crash cannot leave it behind), and each node's expected line is
  * the template's line with the node's id and hash put in.
  */
+export interface SyncOptions {
+  /**
+   * Whether the user of a node missing from `nodes` may be deleted now. A join creates the user just before its
+   * transaction commits, so a pass that read the nodes a moment earlier sees a user of a node it does not know
+   * yet; callers delete a user only once it was unknown in an earlier pass too.
+   */
+  mayRemove?: (nodeId: string) => boolean;
+}
+
 export async function syncNodeUsers(
   redis: Redis,
   nodes: readonly NodeCredential[],
   base: string = DEFAULT_QUEUE_PREFIX,
+  options: SyncOptions = {},
 ): Promise<NodeUserSyncResult> {
   const wanted = new Map<string, string>();
   for (const node of nodes) {
     if (node.credentialHash !== null) wanted.set(node.id, toHex(node.credentialHash));
   }
   const current = await listUsers(redis, base);
-  const result: NodeUserSyncResult = { created: 0, updated: 0, removed: 0 };
+  const result: NodeUserSyncResult = { created: 0, updated: 0, removed: 0, unknown: [] };
 
   for (const [nodeId, hashHex] of wanted) {
     const user = nodeAclUser(nodeId);
@@ -78,6 +90,8 @@ export async function syncNodeUsers(
     const nodeId = user.slice('node-'.length);
     // Only users of this base: another deployment (or test) sharing the Redis keeps its own.
     if (wanted.has(nodeId) || !line.includes(`~${nodeKeys(nodeId, base).prefix}:`)) continue;
+    result.unknown.push(nodeId);
+    if (options.mayRemove?.(nodeId) === false) continue;
     result.removed += Number(await redis.call('ACL', 'DELUSER', user));
   }
   if (result.created + result.updated + result.removed > 0) await saveAcl(redis);

@@ -30,6 +30,7 @@ describe('scheduler configuration', () => {
       INGEST_CLAIM_IDLE_MS: 30_000,
       REPLACE_BACKOFF_BASE_MS: 1_000,
       REPLACE_BACKOFF_MAX_MS: 300_000,
+      NODE_ACL_SYNC_INTERVAL_MS: 5_000,
       RECONCILE_INTERVAL_MS: 10_000,
     });
   });

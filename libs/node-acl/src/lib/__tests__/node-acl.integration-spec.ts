@@ -246,7 +246,7 @@ describe('removeNodeUser and syncNodeUsers', () => {
     const nodes = [a, b, c].map((n) => ({ id: n.id, credentialHash: n.hash }));
 
     const result = await syncNodeUsers(admin, nodes, base);
-    expect(result).toEqual({ created: 1, updated: 1, removed: 1 });
+    expect(result).toMatchObject({ created: 1, updated: 1, removed: 1 });
     createdUsers.delete(nodeAclUser(stale.id));
 
     const users = (await admin.call('ACL', 'USERS')) as string[];
@@ -263,7 +263,7 @@ describe('removeNodeUser and syncNodeUsers', () => {
     await expectRefused(repaired.get(nodeKeys(a.id, base).desiredSet));
 
     // A second pass finds nothing to do.
-    expect(await syncNodeUsers(admin, nodes, base)).toEqual({ created: 0, updated: 0, removed: 0 });
+    expect(await syncNodeUsers(admin, nodes, base)).toEqual({ created: 0, updated: 0, removed: 0, unknown: [] });
   });
 
   it('drops the user of a node whose credential hash is gone', async () => {
@@ -271,7 +271,18 @@ describe('removeNodeUser and syncNodeUsers', () => {
     const nodes = [a, b, d].map((n) => ({ id: n.id, credentialHash: n === d ? null : n.hash }));
     const result = await syncNodeUsers(admin, nodes, base);
     // d's user, and that of the previous test's node c, which the list no longer names.
-    expect(result).toEqual({ created: 0, updated: 0, removed: 2 });
+    expect(result).toMatchObject({ created: 0, updated: 0, removed: 2 });
+    expect(result.unknown).toHaveLength(2);
     expect((await admin.call('ACL', 'USERS')) as string[]).not.toContain(nodeAclUser(d.id));
+  });
+
+  it('keeps the user of an unknown node while mayRemove says no (a join not yet committed)', async () => {
+    const joining = await newNode();
+    const nodes = [a, b].map((n) => ({ id: n.id, credentialHash: n.hash }));
+    const kept = await syncNodeUsers(admin, nodes, base, { mayRemove: () => false });
+    expect(kept).toMatchObject({ removed: 0, unknown: [joining.id] });
+    expect((await admin.call('ACL', 'USERS')) as string[]).toContain(nodeAclUser(joining.id));
+    const removed = await syncNodeUsers(admin, nodes, base, { mayRemove: (id) => id === joining.id });
+    expect(removed).toMatchObject({ removed: 1, unknown: [joining.id] });
   });
 });
