@@ -254,7 +254,9 @@ describe('three scheduler processes, simulated nodes', () => {
         );
         // The pods stayed where they were moved.
         const rows = await pods('id = ANY($1)', [ids]);
-        expect(rows.every((p) => p.nodeId === spare.nodeId && p.phase === 'RUNNING')).toBe(true);
+        expect(rows.map((p) => ({ node: p.nodeId === spare.nodeId ? 'spare' : p.nodeId, phase: p.phase }))).toEqual(
+          ids.map(() => ({ node: 'spare', phase: 'RUNNING' })),
+        );
       } finally {
         back.child.kill('SIGKILL');
       }

@@ -27,10 +27,16 @@ const OUTBOX_KIND: Record<PodChange['transition'], string> = {
 };
 
 /**
+ * Reads and decisions per request before CONFLICT. A placed pod moves on its own (SCHEDULED → STARTING → RUNNING,
+ * placement of a waiting pod as capacity frees), so losing one race is common; losing four in a row is not.
+ */
+const MAX_ATTEMPTS = 4;
+
+/**
  * stopPod, startPod, restartPod and deletePod: the API's rows of ADR-002. Each reads the pod, decides
  * (no-op, CONFLICT or a transition), then writes the change, its outbox row and an event in one
  * transaction, conditional on the phase and generation it read. Losing that race re-reads and decides
- * again once; losing it twice is CONFLICT. Nothing here waits for a node.
+ * again, up to MAX_ATTEMPTS times in all, then CONFLICT. Nothing here waits for a node.
  */
 @Injectable()
 export class PodLifecycleService {
@@ -74,7 +80,7 @@ export class PodLifecycleService {
         await publishEvent(this.events, applied.event, row.id);
         return applied.pod;
       }
-      if (attempt >= 2) {
+      if (attempt >= MAX_ATTEMPTS) {
         throw new PodException(
           PodExceptionCode.INVALID_POD_STATE,
           'The pod changed while this request was applied; read it again and retry.',
