@@ -193,6 +193,29 @@ describe('three scheduler processes, simulated nodes', () => {
     expect((await pods('id = $1', [theirs]))[0]).toMatchObject({ phase: 'PENDING', nodeId: null });
   });
 
+  it("spreads a tenant's pods that share labels over nodes and failure domains", async () => {
+    const capacity = { vcpus: 16, memoryMiB: 16 * 512, pods: 16 };
+    const nodes = await Promise.all(
+      ['a', 'a', 'b', 'c'].map((zone, i) =>
+        cluster.node(`spread-${i}`, capacity, { labels: { pool: 'spread', 'topology.caas.dev/zone': zone } }),
+      ),
+    );
+    const tenant = await cluster.tenant('spreader');
+    const placed: string[] = [];
+    // One after the other: each placement sees the previous ones.
+    for (let i = 0; i < 3; i++) {
+      const [id] = await createPods(tenant.token, 1, () =>
+        pod(`web${i}`, { labels: [{ key: 'app', value: 'web' }], nodeSelector: [{ key: 'pool', value: 'spread' }] }),
+      );
+      await waitFor(async () => (await pods('id = $1 AND "nodeId" IS NOT NULL', [id])).length === 1, 30_000, 'placed');
+      placed.push((await pods('id = $1', [id]))[0]?.nodeId ?? '');
+    }
+    const zoneOf = new Map(nodes.map((n, i) => [n.identity.nodeId, ['a', 'a', 'b', 'c'][i]]));
+    expect(new Set(placed).size).toBe(3);
+    expect(new Set(placed.map((nodeId) => zoneOf.get(nodeId))).size).toBe(3);
+    await Promise.all(nodes.map((n) => n.sim.kill()));
+  });
+
   it('re-places the pods of a kill -9ed agent; when it returns it is fenced and kills its stale pods', async () => {
     const state = mkdtempSync(join(tmpdir(), 'sim-agent-'));
     const capacity = { vcpus: 8, memoryMiB: 8 * 512, pods: 8 };

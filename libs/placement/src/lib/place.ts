@@ -38,7 +38,7 @@ function checkPod(pod: PodRequest): void {
 
 /**
  * Places one pod: filters every node (first failed filter counted per node), scores the feasible ones (bin-pack,
- * minus spread and PreferNoSchedule penalties) keeping the best `topK`, and picks one of those at random. One pass
+ * minus spread and PreferNoSchedule penalties) keeping the best `topK`, and picks one of those within `topKTolerance` of the best at random. One pass
  * over the nodes' columns; nothing is allocated per node. Pure apart from `random`; the caller reserves the
  * capacity (conditional UPDATE, see `reservationFor`), then calls `nodes.update()` and `spread.add()`.
  */
@@ -191,8 +191,12 @@ export function place(pod: PodRequest, nodes: PreparedNodes, options: PlaceOptio
     });
     return { kind: 'unschedulable', reason: formatUnschedulable(n, out), counts: out };
   }
+  // Candidates: the kept nodes within the tolerance of the best (they are sorted best first).
+  let candidates = 1;
+  const floor = (topScore[0] as number) - settings.topKTolerance;
+  while (candidates < kept && (topScore[candidates] as number) >= floor) candidates++;
   let pick = 0;
-  if (kept > 1) pick = Math.min(kept - 1, Math.floor((options.random ?? Math.random)() * kept));
+  if (candidates > 1) pick = Math.min(candidates - 1, Math.floor((options.random ?? Math.random)() * candidates));
   return {
     kind: 'placed',
     nodeId: nodes.ids[topIndex[pick] as number] as string,

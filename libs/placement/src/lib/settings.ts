@@ -18,6 +18,12 @@ export interface PlacementSettings {
   preferNoSchedulePenalty: number;
   /** Pick at random among the best K feasible nodes (K = 1: always the single best, no random draw). */
   topK: number;
+  /**
+   * Only nodes scoring within this many points of the best take part in the random pick: near-equal nodes share
+   * the load of concurrent schedulers, but a clearly worse node (one that breaks spread, or carries a
+   * PreferNoSchedule taint) is never picked over a better one.
+   */
+  topKTolerance: number;
 }
 
 export const DEFAULT_PLACEMENT_SETTINGS: Readonly<PlacementSettings> = Object.freeze({
@@ -27,6 +33,7 @@ export const DEFAULT_PLACEMENT_SETTINGS: Readonly<PlacementSettings> = Object.fr
   spreadWeight: 100,
   preferNoSchedulePenalty: 100,
   topK: 3,
+  topKTolerance: 10,
 });
 
 const resolved = new WeakSet<object>();
@@ -42,6 +49,9 @@ export function resolveSettings(settings: Partial<PlacementSettings> = {}): Read
     throw new RangeError(`vmOverheadMiB must be a non-negative integer (got ${s.vmOverheadMiB})`);
   }
   if (!Number.isInteger(s.topK) || s.topK < 1) throw new RangeError(`topK must be an integer ≥ 1 (got ${s.topK})`);
+  if (!Number.isFinite(s.topKTolerance) || s.topKTolerance < 0) {
+    throw new RangeError(`topKTolerance must be a non-negative number (got ${s.topKTolerance})`);
+  }
   for (const k of ['binpackWeight', 'spreadWeight', 'preferNoSchedulePenalty'] as const) {
     if (!Number.isFinite(s[k])) throw new RangeError(`${k} must be a finite number (got ${s[k]})`);
   }

@@ -110,10 +110,11 @@ describe('top-K random pick', () => {
   const prepared = prepareNodes(
     Array.from({ length: 10 }, (_, i) => node(`n${i}`, { allocated: { vcpus: 10 - i, memoryMiB: 0, pods: 0 } })),
   );
-  const draw = (seed: number, topK: number, count = 200): string[] => {
+  // A tolerance wide enough that every kept node takes part (the next test narrows it).
+  const draw = (seed: number, topK: number, count = 200, topKTolerance = 1e9): string[] => {
     const random = seededRandom(seed);
     return Array.from({ length: count }, () => {
-      const r = place(pod(), prepared, { settings: { topK }, random });
+      const r = place(pod(), prepared, { settings: { topK, topKTolerance }, random });
       return r.kind === 'placed' ? r.nodeId : r.reason;
     });
   };
@@ -122,6 +123,14 @@ describe('top-K random pick', () => {
     const picks = draw(42, 3);
     expect(new Set(picks)).toEqual(new Set(['n0', 'n1', 'n2']));
     expect(new Set(draw(7, 5))).toEqual(new Set(['n0', 'n1', 'n2', 'n3', 'n4']));
+  });
+
+  it('leaves out of the draw kept nodes scoring more than topKTolerance below the best', () => {
+    // Each node is emptier than the previous, so it scores a few bin-pack points less.
+    const narrow = new Set(draw(7, 5, 200, 10));
+    expect(narrow.has('n0')).toBe(true);
+    expect(narrow.has('n4')).toBe(false);
+    expect(new Set(draw(7, 5, 200, 0))).toEqual(new Set(['n0']));
   });
 
   it('is deterministic for a seed', () => {
