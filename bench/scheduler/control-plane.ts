@@ -44,6 +44,9 @@ export class ControlPlane {
   schedulers: AppProcess[] = [];
   readonly sims: SimulatedNode[] = [];
   private readonly joined: string[] = [];
+  /** Errors the simulated nodes' Redis connections and BullMQ workers reported. */
+  nodeErrors = 0;
+  firstNodeError: string | undefined;
   /** This control plane's undo steps (also on the global clean-up list, which runs them on failure). */
   private readonly undo: (() => Promise<void>)[] = [];
 
@@ -165,7 +168,14 @@ export class ControlPlane {
     capacity: Capacity,
     options: Partial<SimulatedNodeOptions> = {},
   ): Promise<SimulatedNode> {
-    const connection = new NodeConnection({ identity, redisUrl: this.redisUrl, onError: () => undefined });
+    const connection = new NodeConnection({
+      identity,
+      redisUrl: this.redisUrl,
+      onError: (error) => {
+        this.nodeErrors++;
+        this.firstNodeError ??= error.message;
+      },
+    });
     const sim = new SimulatedNode(connection, {
       nodeId: identity.nodeId,
       epoch: identity.epoch,

@@ -7,7 +7,18 @@ import type { NodeJoinResponse } from '@caas/queue-contracts';
 import type { Capacity } from './control-plane';
 import { ControlPlane } from './control-plane';
 import type { PlacementStats } from './support';
-import { graphql, log, placementStats, pool, redisTotalCalls, round, sleep, waitFor } from './support';
+import {
+  graphql,
+  log,
+  placementStats,
+  pool,
+  redisCallsByCommand,
+  redisTotalCalls,
+  round,
+  sleep,
+  topCommands,
+  waitFor,
+} from './support';
 
 export interface E2eSettings {
   pods: number;
@@ -44,6 +55,9 @@ export interface E2eResult {
 
 const NODE_CAPACITY: Capacity = { vcpus: 16, memoryMiB: 16 * 512, pods: 16 };
 const IMAGE = 'registry.example.com/bench/app:1.0';
+/** The API's pool size (`DB_POOL_SIZE`) and `POD_TRANSACTION_OPTIONS`. */
+const BASELINE_POOL = 10;
+const TX_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
 const CREATE_POD = 'mutation ($input: CreatePodInput!) { createPod(input: $input) { id } }';
 
 export async function runE2e(settings: E2eSettings): Promise<E2eResult> {
@@ -101,13 +115,19 @@ async function e2e(cp: ControlPlane, settings: E2eSettings): Promise<E2eResult> 
   try {
     await sleep(2000);
     const idleStart = await redisTotalCalls(redis);
+    const idleBy = await redisCallsByCommand(redis);
     const idleT = Date.now();
     await sleep(5000);
     const idlePerS = ((await redisTotalCalls(redis)) - idleStart) / ((Date.now() - idleT) / 1000);
-    log(`e2e: idle Redis traffic ${idlePerS.toFixed(0)} commands/s`);
+    log(
+      `e2e: idle Redis traffic ${idlePerS.toFixed(0)} commands/s over 5 s (top: ` +
+        `${topCommands(idleBy, await redisCallsByCommand(redis))}); node connection errors so far: ` +
+        `${cp.nodeErrors}${cp.firstNodeError ? ` (first: ${cp.firstNodeError})` : ''}`,
+    );
 
     // The measured phase: createPod mutations, `concurrency` at a time, tenants in turn.
     const before = await redisTotalCalls(redis);
+    const beforeBy = await redisCallsByCommand(redis);
     const started = Date.now();
     let errors = 0;
     let lastLog = Date.now();
@@ -138,6 +158,9 @@ async function e2e(cp: ControlPlane, settings: E2eSettings): Promise<E2eResult> 
     );
     const after = await redisTotalCalls(redis);
     const measuredS = (Date.now() - started) / 1000;
+    log(
+      `e2e: Redis commands during the measured phase (top): ${topCommands(beforeBy, await redisCallsByCommand(redis))}`,
+    );
     const lastScheduled = (await cp.pg.query<{ t: Date }>(`SELECT max("scheduledAt") AS t FROM pods`)).rows[0]?.t;
     const scheduledS = Math.max(0.001, ((lastScheduled?.getTime() ?? Date.now()) - started) / 1000);
     let runningS: number | null = null;
@@ -200,10 +223,12 @@ async function prismaBaseline(
   tenants: { tenantId: string }[],
   nodes: NodeJoinResponse[],
 ): Promise<number> {
-  const db = createDb({ url: cp.db.url, poolSize: 10 });
+  const db = createDb({ url: cp.db.url, poolSize: BASELINE_POOL });
   try {
     const started = Date.now();
-    await pool(settings.baselinePods, settings.concurrency, async (i) => {
+    // At most one request per connection: with more interactive transactions than connections, Prisma 6.19's
+    // pg adapter hung here (transactions left idle in BEGIN, no error).
+    await pool(settings.baselinePods, Math.min(settings.concurrency, BASELINE_POOL), async (i) => {
       const tenantId = (tenants[i % tenants.length] as { tenantId: string }).tenantId;
       const pod = await db.prisma.$transaction(async (tx) => {
         const row = await tx.pod.create({
@@ -234,7 +259,7 @@ async function prismaBaseline(
           },
         });
         return row;
-      });
+      }, TX_OPTIONS);
       await db.prisma.pod.update({
         where: { id: pod.id },
         data: {

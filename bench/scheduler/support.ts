@@ -192,6 +192,24 @@ export async function redisTotalCalls(redis: Redis): Promise<number> {
   return total;
 }
 
+/** Calls per command from `INFO commandstats`. */
+export async function redisCallsByCommand(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const calls = new Map<string, number>();
+  for (const match of info.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) calls.set(match[1] as string, Number(match[2]));
+  return calls;
+}
+
+/** The `top` commands by calls between two snapshots, as `name=count` text. */
+export function topCommands(before: Map<string, number>, after: Map<string, number>, top = 8): string {
+  return [...after]
+    .map(([name, n]) => [name, n - (before.get(name) ?? 0)] as const)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, n]) => `${name}=${n}`)
+    .join(' ');
+}
+
 export class GraphqlError extends Error {}
 
 export async function graphql<T>(base: string, token: string, query: string, variables?: unknown): Promise<T> {
