@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings the platform up on this host: PostgreSQL, Redis, migrations, the API (built, in the background),
-# a demo tenant, and one query a user can see. Re-running restarts the API and keeps the data.
+# Brings the platform up on this host: PostgreSQL, Redis, migrations, the API and the scheduler (built, in the
+# background), a demo tenant, and one query a user can see. Re-running restarts them and keeps the data.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 setup_machine
@@ -23,23 +23,32 @@ fi
 set -a; source "$ENV_FILE"; set +a
 URL="http://$HOST:$PORT"
 
-say "building the API"
-(cd "$ROOT" && quietly node tools/build.mjs api)
+say "building the API and the scheduler"
+(cd "$ROOT" && quietly node tools/build.mjs api && quietly node tools/build.mjs scheduler)
 
-if [ -f "$STATE/api.pid" ] && kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null; then
-  say "stopping the previous API (pid $(cat "$STATE/api.pid"))"
-  kill "$(cat "$STATE/api.pid")"; while kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null; do sleep 0.2; done
-fi
-say "starting the API on $URL (log: .caas/api.log)"
+# Starts (or restarts) one built app in the background: its pid in .caas/<app>.pid, its log in .caas/<app>.log.
+start_app() {
+  local app=$1 pidfile="$STATE/$1.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "stopping the previous $app (pid $(cat "$pidfile"))"
+    kill "$(cat "$pidfile")"; while kill -0 "$(cat "$pidfile")" 2>/dev/null; do sleep 0.2; done
+  fi
+  say "starting the $app (log: .caas/$app.log)"
+  nohup node "$ROOT/dist/$app/apps/$app/src/main.js" >>"$STATE/$app.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+}
+
 cd "$ROOT"
-nohup node dist/api/apps/api/src/main.js >>"$STATE/api.log" 2>&1 </dev/null &
-echo $! >"$STATE/api.pid"
+start_app api
 for _ in $(seq 1 60); do
   node -e "fetch('$URL/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" && break
   kill -0 "$(cat "$STATE/api.pid")" 2>/dev/null || { tail -20 "$STATE/api.log"; die "the API exited"; }
   sleep 0.5
 done
 node -e "fetch('$URL/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" || die "the API is not ready; see .caas/api.log"
+start_app scheduler
+sleep 1
+kill -0 "$(cat "$STATE/scheduler.pid")" 2>/dev/null || { tail -20 "$STATE/scheduler.log"; die "the scheduler exited"; }
 
 GQL=(node "$ROOT/scripts/gql.mjs" "$URL/graphql")
 if [ -z "${DEMO_TOKEN:-}" ]; then
@@ -62,5 +71,6 @@ Both are also in .caas/dev.env. Try:
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN '{ tenant { slug subnet } apiTokens { edges { node { name prefix role } } } }'
   curl -s $URL/graphql -H "authorization: Bearer $OPERATOR_TOKEN" -H 'content-type: application/json' \\
        -d '{"query":"{ tenants { totalCount edges { node { slug status } } } }"}'
-Stop it with: kill \$(cat .caas/api.pid)
+The scheduler runs beside it (places pods once nodes have joined; log: .caas/scheduler.log).
+Stop both with: kill \$(cat .caas/api.pid) \$(cat .caas/scheduler.pid)
 MSG
