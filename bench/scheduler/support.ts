@@ -91,6 +91,10 @@ export function startNode(name: string, args: string[], env: Record<string, stri
   const child = spawn(process.execPath, args, { env: { PATH: process.env['PATH'] ?? '', ...env } });
   children.add(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stopRequested = false;
+  child.once('exit', (code, signal) => {
+    if (!stopRequested && !stopping) log(`${name} exited on its own: code ${code ?? '—'}, signal ${signal ?? '—'}`);
+  });
   const lines: string[] = [];
   const collect = (stream: NodeJS.ReadableStream): void => {
     let rest = '';
@@ -111,6 +115,7 @@ export function startNode(name: string, args: string[], env: Record<string, stri
   let stopped: Promise<void> | undefined;
   const stop = (graceMs = 15_000): Promise<void> =>
     (stopped ??= (async () => {
+      stopRequested = true;
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
