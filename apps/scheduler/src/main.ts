@@ -101,6 +101,7 @@ async function main(): Promise<void> {
     intervalMs: config.NODE_MONITOR_INTERVAL_MS,
     backoffBaseMs: config.REPLACE_BACKOFF_BASE_MS,
     backoffMaxMs: config.REPLACE_BACKOFF_MAX_MS,
+    liveness: { prefix: config.QUEUE_PREFIX, graceMs: config.NODE_LEASE_GRACE_MS },
   });
   const reconciler = new Reconciler({
     pool: db.pool,

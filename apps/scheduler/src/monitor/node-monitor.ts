@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
-import { JobName } from '@caas/queue-contracts';
+import { JobName, nodeKeys } from '@caas/queue-contracts';
 import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 import {
   PeriodicLoop,
@@ -27,6 +27,12 @@ export interface NodeMonitorOptions {
   backoffMaxMs: number;
   /** Expired nodes handled per pass (the rest in the next pass). */
   batchSize?: number;
+  /**
+   * Before declaring a node lost, look at its status stream: an entry written within `graceMs` (by Redis's clock)
+   * means the node is alive and status ingest is behind, so the node is left alone this pass. Without it, a
+   * backlog of unread heartbeats (a slow or overloaded ingest) would make healthy nodes lose their pods.
+   */
+  liveness?: { prefix: string; graceMs: number };
 }
 
 /** What one node's loss did. */
@@ -106,7 +112,9 @@ export class NodeMonitor {
       [this.options.batchSize ?? 500],
     );
     const lost: NodeLoss[] = [];
+    const alive = await this.recentlyHeard(rows.map((r) => r.id));
     for (const { id } of rows) {
+      if (alive.has(id)) continue;
       try {
         const loss = await this.declareLost(id);
         if (loss !== null) lost.push(loss);
@@ -115,6 +123,32 @@ export class NodeMonitor {
       }
     }
     return { expired: rows.length, lost };
+  }
+
+  /** The nodes among `nodeIds` whose status stream has an entry younger than the grace period. */
+  private async recentlyHeard(nodeIds: string[]): Promise<Set<string>> {
+    const liveness = this.options.liveness;
+    if (liveness === undefined || nodeIds.length === 0) return new Set();
+    const pipeline = this.options.redis.pipeline().time();
+    for (const id of nodeIds) pipeline.xrevrange(nodeKeys(id, liveness.prefix).status, '+', '-', 'COUNT', 1);
+    const results = (await pipeline.exec()) ?? [];
+    const [timeError, time] = results[0] ?? [];
+    if (timeError || !Array.isArray(time)) return new Set();
+    const nowMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const alive = new Set<string>();
+    nodeIds.forEach((id, i) => {
+      const [error, entries] = results[i + 1] ?? [];
+      const last = !error && Array.isArray(entries) ? (entries[0] as [string, string[]] | undefined) : undefined;
+      const writtenMs = last === undefined ? NaN : Number(last[0].split('-')[0]);
+      if (nowMs - writtenMs < liveness.graceMs) alive.add(id);
+    });
+    if (alive.size > 0) {
+      this.options.log.warn(
+        { nodes: alive.size },
+        'leases expired in PostgreSQL but the nodes reported recently: status ingest is behind; not declared lost',
+      );
+    }
+    return alive;
   }
 
   /** Declares the node lost if its lease is still expired and nobody did so yet; null when it changed nothing. */

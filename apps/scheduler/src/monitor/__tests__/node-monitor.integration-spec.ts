@@ -32,7 +32,7 @@ afterEach(async () => {
   await flushRedisPrefix(testRedisUrl(), prefix);
 });
 
-function monitor(): NodeMonitor {
+function monitor(liveness?: { graceMs: number }): NodeMonitor {
   const publisher = new DesiredSetPublisher({
     pool: backends.db.pool,
     redis: backends.redis,
@@ -49,6 +49,7 @@ function monitor(): NodeMonitor {
     intervalMs: 50,
     backoffBaseMs: BASE_MS,
     backoffMaxMs: MAX_MS,
+    ...(liveness && { liveness: { prefix, graceMs: liveness.graceMs } }),
   });
 }
 
@@ -241,6 +242,22 @@ describe('node monitor', () => {
     ]);
     expect(await q(`SELECT COUNT(*)::int AS n FROM events WHERE "podId" IS NULL`)).toEqual([{ n: 20 }]);
     expect(await q(`SELECT COUNT(*)::int AS n FROM events WHERE "podId" IS NOT NULL`)).toEqual([{ n: 40 }]);
+  });
+
+  it('leaves a node alone whose lease expired in PostgreSQL while its report stream shows it alive', async () => {
+    const tenantId = await seedTenant(backends.db.pool);
+    const behind = await seedNode(backends.db.pool, { leaseInMs: -100 });
+    const silent = await seedNode(backends.db.pool, { leaseInMs: -100 });
+    await seedPod(backends.db.pool, { tenantId, nodeId: behind });
+    // An unread heartbeat from `behind` (ingest lagging); `silent` wrote its last entry long ago.
+    await backends.redis.xadd(nodeKeys(behind, prefix).status, '*', 'r', '{}');
+    await backends.redis.xadd(nodeKeys(silent, prefix).status, '1-1', 'r', '{}');
+
+    const pass = await monitor({ graceMs: 5_000 }).runOnce();
+    expect(pass.lost.map((l) => l.nodeId)).toEqual([silent]);
+    expect(await nodeRow(behind)).toMatchObject({ status: 'READY', epoch: 1, allocatedPods: 1 });
+    // Without the check (or once the stream is quiet too), the lease decides.
+    expect((await monitor().runOnce()).lost.map((l) => l.nodeId)).toEqual([behind]);
   });
 
   it('runs as a loop and leaves a node with a fresh lease alone', async () => {
