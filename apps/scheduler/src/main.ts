@@ -77,6 +77,7 @@ async function main(): Promise<void> {
     concurrency: config.PLACEMENT_CONCURRENCY,
     settings: { vmOverheadMiB: config.VM_OVERHEAD_MIB, topK: config.PLACEMENT_TOP_K },
     retryDelayMs: config.PLACEMENT_RETRY_DELAY_MS,
+    nodeCacheMs: config.PLACEMENT_NODE_CACHE_MS,
     publisher,
     handlers: { [JobName.NodeDrained]: drainer.handle, [JobName.TenantSuspended]: suspender.handle },
   });

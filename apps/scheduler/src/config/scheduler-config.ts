@@ -31,6 +31,8 @@ const schema = z.object({
   VM_OVERHEAD_MIB: int(0, 65_536, 256),
   /** Placement picks at random among the best K feasible nodes (1: always the best). */
   PLACEMENT_TOP_K: int(1, 100, 3),
+  /** How long a process reuses its view of the nodes for placement (a lost race or an unschedulable pod re-reads). */
+  PLACEMENT_NODE_CACHE_MS: int(0, 60_000, 1_000),
   /** How long an unschedulable pod's job waits before it is tried again. */
   PLACEMENT_RETRY_DELAY_MS: int(50, 3_600_000, 5_000),
   /**

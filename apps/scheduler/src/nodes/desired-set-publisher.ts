@@ -117,6 +117,9 @@ export interface DesiredSetPublisherOptions {
  */
 export class DesiredSetPublisher {
   private readonly queues = new Map<string, Queue>();
+  /** Publishes under way, and the one trailing publish queued behind each (see `publishMany`). */
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly trailing = new Map<string, Promise<void>>();
   private readonly redis: Redis & WriteIfNewerCommand;
 
   constructor(private readonly options: DesiredSetPublisherOptions) {
@@ -135,15 +138,39 @@ export class DesiredSetPublisher {
     return { version: set.version, written };
   }
 
-  /** Publishes several nodes' sets (errors are logged per node; reconcile repeats what failed). */
+  /**
+   * Publishes several nodes' sets (errors are logged per node; reconcile repeats what failed). Calls for a node whose
+   * publish is under way in this process share one trailing publish after it (which reads a snapshot taken after
+   * every change its callers committed), so a burst of placements onto one node costs two reads, not one per pod.
+   */
   async publishMany(nodeIds: Iterable<string>): Promise<void> {
-    await Promise.all(
-      [...new Set(nodeIds)].map((nodeId) =>
-        this.publish(nodeId).catch((error: unknown) =>
-          this.options.log.warn({ err: error, nodeId }, 'publishing a desired set failed; reconcile retries it'),
-        ),
-      ),
-    );
+    await Promise.all([...new Set(nodeIds)].map((nodeId) => this.coalesced(nodeId)));
+  }
+
+  private coalesced(nodeId: string): Promise<void> {
+    const queued = this.trailing.get(nodeId);
+    if (queued !== undefined) return queued;
+    const current = this.running.get(nodeId);
+    if (current === undefined) return this.run(nodeId);
+    const next = current.then(() => {
+      this.trailing.delete(nodeId);
+      return this.run(nodeId);
+    });
+    this.trailing.set(nodeId, next);
+    return next;
+  }
+
+  private run(nodeId: string): Promise<void> {
+    const done: Promise<void> = this.publish(nodeId)
+      .then(() => undefined)
+      .catch((error: unknown) =>
+        this.options.log.warn({ err: error, nodeId }, 'publishing a desired set failed; reconcile retries it'),
+      )
+      .finally(() => {
+        if (this.running.get(nodeId) === done) this.running.delete(nodeId);
+      });
+    this.running.set(nodeId, done);
+    return done;
   }
 
   /** The version stored in Redis for the node, or null when none is. */

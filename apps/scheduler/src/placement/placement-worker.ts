@@ -3,7 +3,7 @@ import { DelayedError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { NodeInfo, PlacementSettings, PodRequest, Taint, Toleration } from '@caas/placement';
+import type { NodeInfo, PlacementSettings, PodRequest, PreparedNodes, Taint, Toleration } from '@caas/placement';
 import {
   SpreadIndex,
   place,
@@ -24,6 +24,9 @@ import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
  */
 export const PLACEMENT_STALLED_SETTINGS = { lockDuration: 30_000, stalledInterval: 15_000, maxStalledCount: 3 };
 
+/** How long a process reuses its view of the nodes (refreshed at once after a lost race or an unschedulable pod). */
+export const DEFAULT_NODE_CACHE_MS = 1_000;
+
 /** Reservations that lose a race (the node changed between the read and the conditional UPDATE) per attempt. */
 export const MAX_RESERVATION_CONFLICTS = 5;
 
@@ -39,6 +42,8 @@ export interface PlacementWorkerOptions {
   retryDelayMs: number;
   /** Publishes node desired sets after a placement or a change of a placed pod. */
   publisher: DesiredSetPublisher;
+  /** How long the process reuses its view of the nodes (default DEFAULT_NODE_CACHE_MS). */
+  nodeCacheMs?: number;
   /** Handlers of other loops (drain, suspension) that run on this queue, replacing the defaults. */
   handlers?: Partial<JobHandlers<HandlerContext>>;
   random?: () => number;
@@ -153,6 +158,8 @@ const placeable = (pod: PodRow, generation: number): boolean =>
 export class PlacementPlanner {
   readonly stats: PlacementStats = { placed: 0, unschedulable: 0, conflicts: 0, skipped: 0 };
   private readonly settings: Readonly<PlacementSettings>;
+  private view: { nodes: PreparedNodes; readAt: number } | null = null;
+  private loading: Promise<PreparedNodes> | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -160,6 +167,7 @@ export class PlacementPlanner {
     settings: Partial<PlacementSettings>,
     private readonly publisher: DesiredSetPublisher,
     private readonly random: () => number = Math.random,
+    private readonly nodeCacheMs: number = DEFAULT_NODE_CACHE_MS,
   ) {
     this.settings = resolveSettings(settings);
   }
@@ -184,53 +192,83 @@ export class PlacementPlanner {
     // Re-placement backoff (ADR-002): a pod whose VM or node was lost waits before it is placed again.
     if (pod.placeAfter !== null && pod.placeAfter.getTime() > Date.now()) return { deferUntil: pod.placeAfter };
     const request = podRequest(pod);
-    const excluded = new Set<string>();
+    let fresh = false;
     for (let attempt = 0; attempt < MAX_RESERVATION_CONFLICTS; attempt++) {
-      const [nodeRows, placedRows] = await Promise.all([
-        this.pool.query<NodeRow>(
-          `SELECT id, name, status, cordoned, draining, "diskPressure", labels, taints, "capacityVcpus",
-                  "capacityMemoryMiB", "capacityPods", "allocatedVcpus", "allocatedMemoryMiB", "allocatedPods"
-           FROM nodes WHERE status = 'READY' ORDER BY name`,
-        ),
+      const [nodes, placedRows] = await Promise.all([
+        this.nodeView(fresh),
         this.pool.query<{ tenantId: string; labels: unknown; nodeId: string }>(
           `SELECT "tenantId", labels, "nodeId" FROM pods WHERE "nodeId" IS NOT NULL AND "tenantId" = $1`,
           [pod.tenantId],
         ),
       ]);
-      const nodes = prepareNodes(nodeRows.rows.filter((n) => !excluded.has(n.id)).map(nodeInfo));
       const spread = new SpreadIndex();
       for (const p of placedRows.rows) spread.add(p.tenantId, stringRecord(p.labels), p.nodeId);
       const result = place(request, nodes, { spread, settings: this.settings, random: this.random });
       if (result.kind === 'unschedulable') {
-        const reason =
-          excluded.size > 0 ? `${result.reason} (${excluded.size} lost to concurrent placements)` : result.reason;
-        await this.recordUnschedulable(pod, reason);
+        // A cached view may be a moment behind (capacity just freed, a node just joined): decide on a fresh one.
+        if (!fresh) {
+          fresh = true;
+          attempt--;
+          continue;
+        }
+        await this.recordUnschedulable(pod, result.reason);
         this.stats.unschedulable++;
         return 'unschedulable';
       }
-      const outcome = await this.reserve(pod, result.nodeId);
+      const outcome = await this.reserve(pod, result.nodeId, nodes);
       if (outcome === 'placed') await this.publisher.publishMany([result.nodeId]);
       if (outcome !== 'conflict') return outcome;
       this.stats.conflicts++;
-      excluded.add(result.nodeId);
-      this.log.debug({ podId, nodeId: result.nodeId, attempt }, 'reservation lost a race; retrying without that node');
+      // The view was behind on that node (another replica reserved on it, or it changed): read it again.
+      fresh = true;
+      this.log.debug({ podId, nodeId: result.nodeId, attempt }, 'reservation lost a race; retrying on a fresh view');
     }
     return 'conflicted';
   }
 
+  /**
+   * The READY nodes as `place()` wants them, read at most every `nodeCacheMs` (or now, when `fresh`) and shared by
+   * every job of this process; this process's own reservations are applied to it as they commit. Other replicas'
+   * reservations show up at the next read — until then a pick may lose its conditional UPDATE, which costs a retry,
+   * never an overcommit.
+   */
+  private async nodeView(fresh: boolean): Promise<PreparedNodes> {
+    if (!fresh && this.view !== null && Date.now() - this.view.readAt < this.nodeCacheMs) return this.view.nodes;
+    this.loading ??= (async () => {
+      const readAt = Date.now();
+      const { rows } = await this.pool.query<NodeRow>(
+        `SELECT id, name, status, cordoned, draining, "diskPressure", labels, taints, "capacityVcpus",
+                "capacityMemoryMiB", "capacityPods", "allocatedVcpus", "allocatedMemoryMiB", "allocatedPods"
+         FROM nodes WHERE status = 'READY' ORDER BY name`,
+      );
+      const nodes = prepareNodes(rows.map(nodeInfo));
+      this.view = { nodes, readAt };
+      return nodes;
+    })().finally(() => {
+      this.loading = null;
+    });
+    return this.loading;
+  }
+
   /** One transaction: node capacity (conditional), pod SCHEDULED (conditional), event `Scheduled`. */
-  private async reserve(pod: PodRow, nodeId: string): Promise<'placed' | 'skipped' | 'conflict'> {
+  private async reserve(pod: PodRow, nodeId: string, view: PreparedNodes): Promise<'placed' | 'skipped' | 'conflict'> {
     const r = reservationFor(pod, this.settings);
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const node = await client.query<{ epoch: number; name: string }>(
+      const node = await client.query<{
+        epoch: number;
+        name: string;
+        allocatedVcpus: number;
+        allocatedMemoryMiB: number;
+        allocatedPods: number;
+      }>(
         `UPDATE nodes SET "allocatedVcpus" = "allocatedVcpus" + $2, "allocatedMemoryMiB" = "allocatedMemoryMiB" + $3,
                 "allocatedPods" = "allocatedPods" + $4, "desiredVersion" = "desiredVersion" + 1, "updatedAt" = now()
          WHERE id = $1 AND status = 'READY' AND NOT cordoned AND NOT draining AND NOT "diskPressure"
            AND "allocatedVcpus" + $2 <= "capacityVcpus" AND "allocatedMemoryMiB" + $3 <= "capacityMemoryMiB"
            AND "allocatedPods" + $4 <= "capacityPods"
-         RETURNING epoch, name`,
+         RETURNING epoch, name, "allocatedVcpus", "allocatedMemoryMiB", "allocatedPods"`,
         [nodeId, r.vcpus, r.memoryMiB, r.pods],
       );
       const reserved = node.rows[0];
@@ -257,6 +295,11 @@ export class PlacementPlanner {
         [pod.tenantId, pod.id, nodeId, `Successfully assigned pod to node ${reserved.name}`],
       );
       await client.query('COMMIT');
+      view.update(nodeId, {
+        vcpus: reserved.allocatedVcpus,
+        memoryMiB: reserved.allocatedMemoryMiB,
+        pods: reserved.allocatedPods,
+      });
       this.stats.placed++;
       this.log.info({ podId: pod.id, generation: pod.generation, nodeId }, 'pod scheduled');
       return 'placed';
@@ -330,7 +373,14 @@ export class PlacementWorker {
   private readonly handlers: JobHandlers<HandlerContext>;
 
   constructor(private readonly options: PlacementWorkerOptions) {
-    this.planner = new PlacementPlanner(options.pool, options.log, options.settings, options.publisher, options.random);
+    this.planner = new PlacementPlanner(
+      options.pool,
+      options.log,
+      options.settings,
+      options.publisher,
+      options.random,
+      options.nodeCacheMs,
+    );
     const placePod = async (data: { podId: string; generation: number }, context: HandlerContext) => {
       const outcome = await this.planner.placePod(data.podId, data.generation);
       if (typeof outcome === 'object') context.retryInMs = Math.max(0, outcome.deferUntil.getTime() - Date.now());

@@ -22,6 +22,7 @@ describe('scheduler configuration', () => {
       VM_OVERHEAD_MIB: 256,
       PLACEMENT_TOP_K: 3,
       PLACEMENT_RETRY_DELAY_MS: 5000,
+      PLACEMENT_NODE_CACHE_MS: 1_000,
       NODE_LEASE_GRACE_MS: 10_000,
       NODE_MONITOR_INTERVAL_MS: 1_000,
       INGEST_BATCH_SIZE: 200,
