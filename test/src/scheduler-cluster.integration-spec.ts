@@ -201,6 +201,18 @@ describe('three scheduler processes, simulated nodes', () => {
       ),
     );
     const tenant = await cluster.tenant('spreader');
+    // Every spread node READY, and long enough for each scheduler's cached node view (1 s) to include them all.
+    await waitFor(
+      async () =>
+        (
+          await cluster.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM nodes WHERE name LIKE 'spread-%' AND status = 'READY'`,
+          )
+        )[0]?.n === 4,
+      30_000,
+      'four spread nodes READY',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
     const placed: string[] = [];
     // One after the other: each placement sees the previous ones.
     for (let i = 0; i < 3; i++) {

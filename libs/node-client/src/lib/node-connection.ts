@@ -32,11 +32,19 @@ export class NodeConnection {
   private readonly keys: ReturnType<typeof nodeKeys>;
   private worker: Worker | undefined;
   private workerRedis: Redis | undefined;
+  /**
+   * ioredis keeps a connection whose handshake `AUTH` failed open, as whatever user Redis left it (`default`):
+   * an explicit `AUTH` that must succeed comes before the first command, so a wrong or revoked password fails
+   * loudly instead of silently acting as another user.
+   */
+  private readonly authenticated: Promise<void>;
 
   constructor(private readonly options: NodeConnectionOptions) {
     const { identity } = options;
     this.keys = nodeKeys(identity.nodeId, baseOf(identity));
     this.redis = this.connect(2);
+    this.authenticated = this.redis.auth(identity.redis.username, identity.redis.password).then(() => undefined);
+    this.authenticated.catch(() => undefined);
   }
 
   get nodeId(): string {
@@ -45,6 +53,7 @@ export class NodeConnection {
 
   /** The node's current desired set, or null before the scheduler has published one. */
   async readDesiredSet(): Promise<DesiredSet | null> {
+    await this.authenticated;
     const raw = await this.redis.get(this.keys.desiredSet);
     if (raw === null) return null;
     const parsed = parseDesiredSet(raw);
@@ -68,13 +77,26 @@ export class NodeConnection {
         if (ready.success) await handler(ready.data);
       },
       // No `INFO` for the node's user (see `nodeAclRules`): BullMQ must not ask for the server version.
-      { connection: this.workerRedis, prefix: this.keys.prefix, concurrency: 1, skipVersionCheck: true },
+      {
+        connection: this.workerRedis,
+        prefix: this.keys.prefix,
+        concurrency: 1,
+        skipVersionCheck: true,
+        autorun: false,
+      },
     );
-    this.worker.on('error', (error) => this.options.onError?.(error));
+    const worker = this.worker;
+    worker.on('error', (error) => this.options.onError?.(error));
+    // Only once the credentials are known good (see `authenticated`).
+    this.authenticated.then(
+      () => void worker.run().catch((error: Error) => this.options.onError?.(error)),
+      (error: Error) => this.options.onError?.(error),
+    );
   }
 
   /** Appends a heartbeat or pod report to the node's status stream (capped). */
   async report(report: NodeReport): Promise<void> {
+    await this.authenticated;
     await this.redis.xadd(
       this.keys.status,
       'MAXLEN',

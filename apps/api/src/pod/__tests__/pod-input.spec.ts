@@ -45,6 +45,7 @@ describe('validateCreatePodInput', () => {
           { key: 'example.com/tier', value: '' },
         ],
         restartPolicy: 'ON_FAILURE',
+        nodeSelector: [{ key: 'pool', value: 'gpu' }],
         containers: [
           {
             name: 'main',
@@ -70,6 +71,7 @@ describe('validateCreatePodInput', () => {
       vcpus: 2,
       memoryMiB: 512,
       restartPolicy: 'ON_FAILURE',
+      nodeSelector: { pool: 'gpu' },
       containers: [
         {
           name: 'main',
