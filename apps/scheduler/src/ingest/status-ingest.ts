@@ -72,6 +72,8 @@ export interface IngestStats {
   conflicts: number;
   /** Entries whose processing failed (left pending, claimed again later). */
   failed: number;
+  /** Placed pods missing from a heartbeat of a node that converged on its current set (treated as LOST). */
+  missing: number;
   /** Entries taken over from idle consumers. */
   claimed: number;
 }
@@ -200,6 +202,7 @@ export class StatusIngest {
     conflicts: 0,
     failed: 0,
     claimed: 0,
+    missing: 0,
   };
   readonly consumer: string;
   private streams: string[] = [];
@@ -348,6 +351,11 @@ export class StatusIngest {
       this.options.log.error({ err: error }, 'status ingest: heartbeat batch failed; entries stay pending');
       for (const keys of heartbeatKeys.values()) for (const key of keys) failed.add(key);
     }
+    try {
+      items.push(...(await this.missingFromHeartbeats(heartbeats)));
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'status ingest: looking for pods missing from heartbeats failed');
+    }
     await this.applyStatuses(items, failed, after);
 
     await this.options.publisher.publishMany(after.nodes);
@@ -358,6 +366,59 @@ export class StatusIngest {
       .filter(([, ids]) => ids.length > 0);
     this.stats.failed += failed.size;
     await Promise.all(acks.map(([stream, ids]) => this.options.redis.xack(stream, STATUS_CONSUMER_GROUP, ...ids)));
+  }
+
+  /**
+   * Pods a node no longer runs although it says it converged on its current set: a heartbeat whose epoch and
+   * applied version equal the node's lists every pod of that set (ADR-009), so a placed pod of that epoch missing
+   * from it has lost its VM without a report (say, the agent lost its state). Each becomes a LOST status of its
+   * current generation and placement, decided like any other report (re-placed, FAILED, STOPPED or removed).
+   */
+  private async missingFromHeartbeats(heartbeats: Map<string, { key: string; heartbeat: Heartbeat }>) {
+    if (heartbeats.size === 0) return [];
+    const entries = [...heartbeats.entries()];
+    const { rows } = await this.options.pool.query<{
+      id: string;
+      nodeId: string;
+      generation: number;
+      placement: number;
+    }>(
+      `SELECT p.id, p."nodeId", p.generation, p.placement
+         FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS h(id, epoch, applied)
+         JOIN nodes n ON n.id = h.id AND n.epoch = h.epoch AND n."desiredVersion" = h.applied
+         JOIN pods p ON p."nodeId" = n.id AND p."nodeEpoch" = n.epoch
+        WHERE p.phase IN ('SCHEDULED', 'STARTING', 'RUNNING', 'DELETING')`,
+      [
+        entries.map(([nodeId]) => nodeId),
+        entries.map(([, h]) => h.heartbeat.epoch),
+        entries.map(([, h]) => h.heartbeat.appliedVersion),
+      ],
+    );
+    return rows.flatMap((pod): StatusItem[] => {
+      const hb = heartbeats.get(pod.nodeId);
+      if (hb === undefined || hb.heartbeat.pods.some((listed) => listed.podId === pod.id)) return [];
+      this.stats.missing++;
+      const message = "The node converged on its desired set but no longer runs this pod's VM.";
+      return [
+        {
+          key: hb.key,
+          nodeId: pod.nodeId,
+          epoch: hb.heartbeat.epoch,
+          status: {
+            podId: pod.id,
+            generation: pod.generation,
+            placement: pod.placement,
+            phase: 'LOST',
+            reason: 'VMMissing',
+            message,
+            accelerator: null,
+            imageDigests: {},
+            containers: [],
+          },
+          events: [{ type: 'WARNING', reason: 'VMMissing', message, at: new Date().toISOString() }],
+        },
+      ];
+    });
   }
 
   // ───────────────────────────────────────────── loop ─────────────────────────────────────────────

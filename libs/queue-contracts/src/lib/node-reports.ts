@@ -76,7 +76,11 @@ export const heartbeatSchema = z.object({
   usage: nodeUsageSchema,
   diskPressure: z.boolean(),
   accelerator: acceleratorSchema.nullable(),
-  /** Every pod the node runs or still tears down (level-triggered: lost pod reports are repaired by this). */
+  /**
+   * Every pod the node runs or still tears down (level-triggered: lost pod reports are repaired by this), and at
+   * least every pod of the set named by `appliedVersion`: a placed pod missing from a heartbeat whose epoch and
+   * applied version are the node's current ones is taken as a VM lost without a report.
+   */
   pods: z.array(podStatusSchema).max(10_000),
 });
 export type Heartbeat = z.infer<typeof heartbeatSchema>;

@@ -635,6 +635,33 @@ describe('status ingest: pod reports', () => {
   });
 });
 
+describe('status ingest: pods missing from a converged heartbeat', () => {
+  it('a placed pod missing from the heartbeat of a node that converged on its current set is LOST', async () => {
+    const nodeId = await seedNode();
+    await backends.db.pool.query(`UPDATE nodes SET "desiredVersion" = 7 WHERE id = $1`, [nodeId]);
+    const [listed, vanished, neverRuns] = [
+      await seedPod({ nodeId, phase: 'RUNNING' }),
+      await seedPod({ nodeId, phase: 'RUNNING' }),
+      await seedPod({ nodeId, phase: 'RUNNING', restartPolicy: 'NEVER' }),
+    ];
+    const ingest = newIngest();
+    await ingest.refreshNodes();
+    // Applied version 6: the node has not converged yet, so absence means nothing.
+    await send(nodeId, heartbeat(1, [status(listed, 'RUNNING')], { appliedVersion: '6' }));
+    await drain(ingest);
+    expect((await pod(vanished)).phase).toBe('RUNNING');
+    expect(ingest.stats.missing).toBe(0);
+
+    await send(nodeId, heartbeat(1, [status(listed, 'RUNNING')], { appliedVersion: '7' }));
+    await drain(ingest);
+    expect(await pod(listed)).toMatchObject({ phase: 'RUNNING', nodeId });
+    expect(await pod(vanished)).toMatchObject({ phase: 'PENDING', nodeId: null, reason: 'VMLost', lostCount: 1 });
+    expect(await pod(neverRuns)).toMatchObject({ phase: 'FAILED', nodeId: null });
+    expect((await eventsOf(vanished)).map((e) => e.reason)).toEqual(expect.arrayContaining(['VMMissing', 'VMLost']));
+    expect(ingest.stats.missing).toBe(2);
+  });
+});
+
 describe('status ingest: the stream', () => {
   it('acknowledges and counts garbage entries without crashing', async () => {
     const nodeId = await seedNode();
