@@ -250,6 +250,22 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     await this.conn.request('stop', { name: container, graceMs });
   }
 
+  /**
+   * Runs an exited container of the spec again, in the same VM (a restart policy): the guest reuses the name of
+   * an exited container. Resolves with the new status (`running`, or `exited` with a start failure reason);
+   * a `container` event follows as for the first run.
+   */
+  async restartContainer(name: string): Promise<ContainerStatus> {
+    const index = this.spec.containers.findIndex((container) => container.name === name);
+    const container = this.spec.containers[index];
+    if (container === undefined) throw new Error(`sandbox ${this.id} has no container ${name}`);
+    const known = this.containerStatus.get(name);
+    if (known !== undefined && known.state !== 'exited') throw new Error(`container ${name} is still ${known.state}`);
+    const { status } = await this.conn.request('run', { container: guestContainerSpec(container, index) });
+    this.updateContainer(status);
+    return { ...status };
+  }
+
   stats(): Promise<Stats> {
     return this.conn.request('stats', {});
   }

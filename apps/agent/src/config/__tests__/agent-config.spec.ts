@@ -2,15 +2,63 @@ import { ConfigError } from '@caas/config';
 import { loadAgentConfig } from '../agent-config';
 
 describe('agent configuration', () => {
-  it('needs the API URL and defaults the state directory', () => {
-    expect(loadAgentConfig({ API_URL: 'https://api.example:4000' })).toMatchObject({
+  it('needs the API URL and defaults the rest', () => {
+    const config = loadAgentConfig({ API_URL: 'https://api.example:4000' });
+    expect(config).toMatchObject({
       API_URL: 'https://api.example:4000',
       STATE_DIR: '/var/lib/caas-agent',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      ALLOW_TCG: false,
+      SELF_FENCE: true,
+      LOG_LEVEL: 'info',
+    });
+    expect(config.JOIN_TOKEN).toBeUndefined();
+    expect(config.NODE_NAME).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
+    expect(config.NODE_VCPUS).toBeGreaterThan(0);
+    expect(config.NODE_MEMORY_MIB).toBeGreaterThanOrEqual(256);
+    expect(config.NODE_PODS).toBeGreaterThan(0);
+    expect(config.GUEST_KERNEL).toMatch(/dist\/guest\/kernel$/);
+    expect(config.GUEST_INITRD).toMatch(/dist\/guest\/initrd\.cpio$/);
+  });
+
+  it('takes capacity, flags and the guest from the environment', () => {
+    expect(
+      loadAgentConfig({
+        API_URL: 'http://127.0.0.1:4000',
+        NODE_NAME: 'host-1',
+        NODE_VCPUS: '8',
+        NODE_MEMORY_MIB: '16384',
+        NODE_PODS: '20',
+        ALLOW_TCG: 'true',
+        SELF_FENCE: 'false',
+        GUEST_KERNEL: '/opt/guest/kernel',
+        JOIN_TOKEN: 'a'.repeat(32),
+      }),
+    ).toMatchObject({
+      NODE_NAME: 'host-1',
+      NODE_VCPUS: 8,
+      NODE_MEMORY_MIB: 16384,
+      NODE_PODS: 20,
+      ALLOW_TCG: true,
+      SELF_FENCE: false,
+      GUEST_KERNEL: '/opt/guest/kernel',
     });
   });
 
   it('refuses a relative state directory and a missing API URL', () => {
     expect(() => loadAgentConfig({ STATE_DIR: 'relative/dir' })).toThrow(ConfigError);
     expect(() => loadAgentConfig({ STATE_DIR: 'relative/dir' })).toThrow(/API_URL[\s\S]*STATE_DIR/);
+  });
+
+  it('names every bad variable', () => {
+    expect(() =>
+      loadAgentConfig({
+        API_URL: 'http://x',
+        NODE_VCPUS: 'many',
+        ALLOW_TCG: 'maybe',
+        NODE_NAME: 'Not_A_Label',
+        REDIS_URL: 'http://x',
+      }),
+    ).toThrow(/NODE_VCPUS[\s\S]*ALLOW_TCG|ALLOW_TCG[\s\S]*NODE_VCPUS/);
   });
 });
