@@ -22,12 +22,12 @@ export interface IdentityOptions {
 
 /**
  * The node's identity (ADR-009): read from `STATE_DIR/identity.json` when the node has joined before, otherwise
- * obtained by joining with the one-time token and written there (dir 0700, file 0600: it holds the node's Redis
- * password, shown once).
+ * obtained by joining with the one-time token and written there (file 0600: it holds the node's Redis password,
+ * shown once). The directory is 0711: not listable, but traversable by the per-VM uids, whose files live below it.
  */
 export async function loadOrJoin(options: IdentityOptions): Promise<{ identity: NodeJoinResponse; joined: boolean }> {
-  await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
-  await chmod(options.stateDir, 0o700);
+  await mkdir(options.stateDir, { recursive: true, mode: 0o711 });
+  await chmod(options.stateDir, 0o711);
   const file = join(options.stateDir, IDENTITY_FILE);
   const existing = await readIdentity(file);
   if (existing) return { identity: existing, joined: false };

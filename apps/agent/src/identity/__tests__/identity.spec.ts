@@ -30,12 +30,12 @@ describe('node identity', () => {
     join,
   });
 
-  it('joins once with the token, keeps the identity 0600 in a 0700 dir, and reuses it afterwards', async () => {
+  it('joins once with the token, keeps the identity 0600 in a 0711 dir (traversable by VM uids, not listable), and reuses it afterwards', async () => {
     const stateDir = join(root, 'state');
     const joinCluster = jest.fn().mockResolvedValue(response);
     expect(await loadOrJoin(options(stateDir, joinCluster))).toEqual({ identity: response, joined: true });
     expect(joinCluster).toHaveBeenCalledWith('http://api', expect.objectContaining({ token: 't'.repeat(32) }));
-    expect(statSync(stateDir).mode & 0o777).toBe(0o700);
+    expect(statSync(stateDir).mode & 0o777).toBe(0o711);
     expect(statSync(join(stateDir, 'identity.json')).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8'))).toEqual(response);
     // Restarted, without the (now used) token: the identity on disk.
