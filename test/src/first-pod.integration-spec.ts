@@ -1,0 +1,139 @@
+// The first pod end to end: a tenant asks through GraphQL and a VM boots on this host. The built API, one scheduler
+// and one real agent (QEMU, TCG here) on a fresh database and Redis prefix; the image comes from a local registry
+// (scripts/demo-registry.sh).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '@caas/testing';
+import type { AppProcess } from './support/processes';
+import { freePort, startApp } from './support/processes';
+import { Cluster, waitFor } from './support/cluster';
+
+jest.setTimeout(600_000);
+
+const POD = `id name phase reason message nodeName ip accelerator containers { name phase exitCode restartCount }`;
+
+const cluster = new Cluster({ schedulers: 1, label: 'first-pod' });
+let agent: AppProcess | undefined;
+let stateDir: string;
+let registryPort: number;
+let image: string;
+
+const registry = (command: 'push' | 'stop'): string =>
+  execFileSync('bash', [join(repoRoot(), 'scripts/demo-registry.sh'), command], {
+    env: { ...process.env, REGISTRY_PORT: String(registryPort) },
+    encoding: 'utf8',
+  }).trim();
+
+/** QEMU processes running now (the agent's VMs); pgrep exits 1 when nothing matches. */
+const qemuCount = (): number => {
+  try {
+    return Number(execFileSync('pgrep', ['-c', '-f', 'qemu-system-x86_64'], { encoding: 'utf8' }).trim());
+  } catch {
+    return 0;
+  }
+};
+
+beforeAll(async () => {
+  registryPort = await freePort();
+  image = registry('push');
+  await cluster.start();
+  const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
+  stateDir = mkdtempSync(join(tmpdir(), 'caas-agent-'));
+  agent = startApp('agent', {
+    API_URL: cluster.apiUrl,
+    REDIS_URL: cluster.redisUrl,
+    STATE_DIR: stateDir,
+    JOIN_TOKEN: issued.createNodeJoinToken.token as string,
+    NODE_NAME: 'e2e-host',
+    NODE_VCPUS: '4',
+    NODE_MEMORY_MIB: '4096',
+    NODE_PODS: '8',
+    ALLOW_TCG: 'true',
+    GUEST_KERNEL: join(repoRoot(), 'dist/guest/kernel'),
+    GUEST_INITRD: join(repoRoot(), 'dist/guest/initrd.cpio'),
+    IMAGE_CACHE_LIMIT_BYTES: String(2 * 2 ** 30),
+    LOG_LEVEL: 'info',
+  });
+  await waitFor(
+    async () =>
+      (await cluster.query<{ status: string }>(`SELECT status FROM nodes WHERE name = 'e2e-host'`))[0]?.status ===
+      'READY',
+    120_000,
+    'the agent to join and be READY',
+  ).catch((error: unknown) => {
+    throw new Error(`${String(error)}\n--- agent\n${agent?.output() ?? ''}`);
+  });
+}, 300_000);
+
+afterAll(async () => {
+  if (agent && agent.child.exitCode === null) {
+    agent.child.kill('SIGTERM');
+    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 15_000))]);
+    if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
+  }
+  await cluster.stop();
+  if (registryPort) registry('stop');
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+}, 120_000);
+
+describe('the first pod, end to end', () => {
+  it('createPod → RUNNING on the host with its IP → stopPod → STOPPED → startPod → RUNNING → deletePod → gone', async () => {
+    const before = qemuCount();
+    const tenant = await cluster.tenant('first');
+    const created = await cluster.ok(
+      tenant.token,
+      `mutation ($input: CreatePodInput!) { createPod(input: $input) { ${POD} } }`,
+      {
+        input: {
+          name: 'hello',
+          vcpus: 1,
+          memoryMiB: 256,
+          containers: [
+            { name: 'one', image, command: ['/bin/sh', '-c', 'echo one; while true; do sleep 1; done'] },
+            { name: 'two', image, command: ['/bin/sh', '-c', 'echo two; while true; do sleep 1; done'] },
+          ],
+        },
+      },
+    );
+    const id = created.createPod.id as string;
+    const get = async () =>
+      (await cluster.ok(tenant.token, `query ($id: ID!) { pod(id: $id) { ${POD} } }`, { id })).pod;
+    const phase = (want: string, what: string) =>
+      waitFor(async () => (await get())?.phase === want, 240_000, what).catch(async (error: unknown) => {
+        throw new Error(`${String(error)}: ${JSON.stringify(await get())}\n--- agent\n${agent?.output().slice(-4000)}`);
+      });
+
+    await phase('RUNNING', 'the pod RUNNING');
+    const running = await get();
+    expect(running).toMatchObject({ nodeName: 'e2e-host', accelerator: 'TCG' });
+    expect(running.ip).toMatch(/^10\./);
+    expect(running.containers.map((c: { name: string; phase: string }) => [c.name, c.phase])).toEqual([
+      ['one', 'RUNNING'],
+      ['two', 'RUNNING'],
+    ]);
+    expect(qemuCount()).toBe(before + 1);
+
+    await cluster.ok(tenant.token, 'mutation ($id: ID!) { stopPod(id: $id) { id } }', { id });
+    await phase('STOPPED', 'the pod STOPPED');
+    await waitFor(async () => qemuCount() === before, 60_000, 'the VM gone after stopPod');
+
+    await cluster.ok(tenant.token, 'mutation ($id: ID!) { startPod(id: $id) { id } }', { id });
+    await phase('RUNNING', 'the pod RUNNING again');
+    expect((await get()).ip).toBe(running.ip);
+
+    await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
+    const gone = async () => {
+      const answer = await cluster.gql(tenant.token, 'query ($id: ID!) { pod(id: $id) { id phase } }', { id });
+      return answer.errors?.[0]?.extensions.code === 'NOT_FOUND';
+    };
+    await waitFor(gone, 240_000, 'the pod gone (NOT_FOUND)');
+    await waitFor(async () => qemuCount() === before, 60_000, 'no VM left on the host');
+    const events = await cluster.query<{ reason: string }>(
+      `SELECT reason FROM events WHERE "tenantId" = $1 ORDER BY id`,
+      [tenant.tenantId],
+    );
+    expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Scheduled', 'Pulling', 'Started', 'Stopped']));
+  });
+});
