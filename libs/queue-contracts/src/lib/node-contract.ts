@@ -68,6 +68,8 @@ export interface NodeKeys {
   status: string;
   /** Key pattern of the node's BullMQ queue `desired`. */
   desiredQueuePattern: string;
+  /** Key pattern of the node's log streams (`nodeLogStreamKey`), write-only for the node. */
+  logsPattern: string;
 }
 
 export function nodeKeys(nodeId: string, base: string = DEFAULT_QUEUE_PREFIX): NodeKeys {
@@ -77,6 +79,7 @@ export function nodeKeys(nodeId: string, base: string = DEFAULT_QUEUE_PREFIX): N
     desiredSet: `${prefix}:desired-set`,
     status: `${prefix}:status`,
     desiredQueuePattern: `${prefix}:${NodeQueueName.Desired}:*`,
+    logsPattern: `${prefix}:logs:*`,
   };
 }
 
@@ -132,7 +135,20 @@ export function nodeAclRules(nodeId: string, passwordSha256Hex: string, base: st
     ...NODE_ALLOWED_COMMANDS.map((command) => `+${command}`),
     `(%R~${keys.desiredSet} +get)`,
     `(%W~${keys.status} +xadd)`,
+    `(%W~${keys.logsPattern} +xadd +expire)`,
   ];
+}
+
+/**
+ * The stream a node ships one pod's container output to (ADR-005 entry format, `@caas/log-stream-contract`). It
+ * lives under the node's own prefix, so a node can write only its own log streams; the API reads a pod's output
+ * from the streams of the nodes the pod was placed on, never trusting a node for any other pod.
+ */
+export function nodeLogStreamKey(nodeId: string, podId: string, base: string = DEFAULT_QUEUE_PREFIX): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(podId)) {
+    throw new Error(`nodeLogStreamKey: not a lower-case UUID: ${JSON.stringify(podId)}`);
+  }
+  return `${nodeKeys(nodeId, base).prefix}:logs:${podId}`;
 }
 
 /** Data commands are confined by the key patterns above. */
