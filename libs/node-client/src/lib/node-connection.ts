@@ -1,5 +1,7 @@
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { PodLogEntry } from '@caas/log-stream-contract';
+import { POD_LOG_STREAM_MAXLEN, POD_LOG_STREAM_TTL_SECONDS, encodeLogEntry } from '@caas/log-stream-contract';
 import type { DesiredSet, DesiredSetReady, NodeJoinResponse, NodeReport } from '@caas/queue-contracts';
 import {
   DESIRED_SET_READY_JOB,
@@ -8,8 +10,12 @@ import {
   STATUS_STREAM_MAXLEN,
   desiredSetReadySchema,
   nodeKeys,
+  nodeLogStreamKey,
   parseDesiredSet,
 } from '@caas/queue-contracts';
+
+/** A log stream's TTL is refreshed at most this often. */
+const LOG_TTL_REFRESH_MS = 60_000;
 
 /** What a node keeps from its join (on disk, root-only) to talk to the control plane. */
 export type NodeIdentity = Pick<NodeJoinResponse, 'nodeId' | 'name' | 'epoch' | 'redis' | 'queuePrefix'>;
@@ -30,6 +36,9 @@ export interface NodeConnectionOptions {
 export class NodeConnection {
   private readonly redis: Redis;
   private readonly keys: ReturnType<typeof nodeKeys>;
+  private readonly base: string;
+  /** When each log stream's TTL was last set (pruned as entries grow old). */
+  private readonly logTtlSetAt = new Map<string, number>();
   private worker: Worker | undefined;
   private workerRedis: Redis | undefined;
   /**
@@ -41,7 +50,8 @@ export class NodeConnection {
 
   constructor(private readonly options: NodeConnectionOptions) {
     const { identity } = options;
-    this.keys = nodeKeys(identity.nodeId, baseOf(identity));
+    this.base = baseOf(identity);
+    this.keys = nodeKeys(identity.nodeId, this.base);
     this.redis = this.connect(2);
     this.authenticated = this.redis.auth(identity.redis.username, identity.redis.password).then(() => undefined);
     this.authenticated.catch(() => undefined);
@@ -106,6 +116,33 @@ export class NodeConnection {
       STATUS_FIELD,
       JSON.stringify(report),
     );
+  }
+
+  /**
+   * Appends one pod's output lines to the node's log stream of that pod (`nodeLogStreamKey`, ADR-005 entries), in
+   * one pipeline: an `XADD … MAXLEN ~ POD_LOG_STREAM_MAXLEN` per entry, then `EXPIRE POD_LOG_STREAM_TTL_SECONDS`
+   * (at most once a minute per stream). Rejects with the first error of the pipeline.
+   */
+  async appendLogs(podId: string, entries: readonly PodLogEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const key = nodeLogStreamKey(this.nodeId, podId, this.base);
+    await this.authenticated;
+    const now = Date.now();
+    const refreshTtl = now - (this.logTtlSetAt.get(key) ?? Number.NEGATIVE_INFINITY) >= LOG_TTL_REFRESH_MS;
+    const pipeline = this.redis.pipeline();
+    for (const entry of entries) {
+      pipeline.xadd(key, 'MAXLEN', '~', POD_LOG_STREAM_MAXLEN, '*', ...encodeLogEntry(entry));
+    }
+    if (refreshTtl) pipeline.expire(key, POD_LOG_STREAM_TTL_SECONDS);
+    const results = (await pipeline.exec()) ?? [];
+    const failed = results.find(([error]) => error !== null);
+    if (failed?.[0]) throw failed[0];
+    if (refreshTtl) {
+      if (this.logTtlSetAt.size >= 1024) {
+        for (const [k, at] of this.logTtlSetAt) if (now - at >= LOG_TTL_REFRESH_MS) this.logTtlSetAt.delete(k);
+      }
+      this.logTtlSetAt.set(key, now);
+    }
   }
 
   async close(): Promise<void> {

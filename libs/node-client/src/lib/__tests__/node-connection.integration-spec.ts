@@ -2,6 +2,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { PodLogEntry } from '@caas/log-stream-contract';
+import { POD_LOG_STREAM_TTL_SECONDS, decodeLogEntry } from '@caas/log-stream-contract';
 import type { DesiredSetReady, Heartbeat } from '@caas/queue-contracts';
 import {
   DESIRED_SET_READY_JOB,
@@ -10,6 +12,7 @@ import {
   nodeAclRules,
   nodeAclUser,
   nodeKeys,
+  nodeLogStreamKey,
 } from '@caas/queue-contracts';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
 import type { NodeIdentity } from '../node-connection';
@@ -104,6 +107,47 @@ describe('NodeConnection (as the node’s own Redis user)', () => {
     for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
     await queue.close();
     expect(heard).toEqual([{ version: '5', epoch: 1 }]);
+  });
+
+  it('appends a pod’s output to its own log stream (ADR-005 entries) with a TTL', async () => {
+    const podId = randomUUID();
+    const key = nodeLogStreamKey(nodeId, podId, prefix);
+    const entries: PodLogEntry[] = [
+      { container: 'web', stream: 'stdout', line: 'hello', timeMs: 1_700_000_000_000 },
+      { container: 'web', stream: 'stderr', line: 'oops ✓', timeMs: 1_700_000_000_001 },
+    ];
+    const connection = connect();
+    await connection.appendLogs(podId, entries);
+    await connection.appendLogs(podId, [{ container: 'side', stream: 'stdout', line: '', timeMs: 1_700_000_000_002 }]);
+    await connection.appendLogs(podId, []);
+    const read = (await admin.xrange(key, '-', '+')).map(([id, fields]) => decodeLogEntry(id, fields));
+    expect(read.map((r) => r && { container: r.container, stream: r.stream, line: r.line, timeMs: r.timeMs })).toEqual([
+      ...entries,
+      { container: 'side', stream: 'stdout', line: '', timeMs: 1_700_000_000_002 },
+    ]);
+    const ttl = await admin.ttl(key);
+    expect(ttl).toBeGreaterThan(POD_LOG_STREAM_TTL_SECONDS - 60);
+    expect(ttl).toBeLessThanOrEqual(POD_LOG_STREAM_TTL_SECONDS);
+  });
+
+  it('cannot write another node’s log streams nor read its own', async () => {
+    const raw = new Redis(testRedisUrl(), {
+      username: nodeAclUser(nodeId),
+      password,
+      enableReadyCheck: false,
+      disableClientInfo: true,
+      maxRetriesPerRequest: 1,
+    });
+    try {
+      const podId = randomUUID();
+      const own = nodeLogStreamKey(nodeId, podId, prefix);
+      await raw.xadd(own, '*', 'c', 'web', 's', 'o', 'l', 'x', 't', '1');
+      await expect(raw.xadd(nodeLogStreamKey(randomUUID(), podId, prefix), '*', 'c', 'web')).rejects.toThrow(/NOPERM/);
+      await expect(raw.xrange(own, '-', '+')).rejects.toThrow(/NOPERM/);
+      await expect(raw.xadd(`${prefix}:logs:pod:${podId}`, '*', 'c', 'web')).rejects.toThrow(/NOPERM/);
+    } finally {
+      await raw.quit();
+    }
   });
 
   it('cannot connect with a wrong password', async () => {
