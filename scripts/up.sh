@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Brings the platform up on this host: PostgreSQL, Redis, migrations, the API and the scheduler (built, in the
-# background), a demo tenant, and one query a user can see. Re-running restarts them and keeps the data.
+# Brings the platform up on this host: PostgreSQL, Redis, migrations, the API, the scheduler and one node agent
+# (built, in the background), a demo tenant and a demo pod booted as a VM from a local registry, its status and
+# output. Re-running restarts the processes and keeps the data (and the pod).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 setup_machine
@@ -23,8 +24,9 @@ fi
 set -a; source "$ENV_FILE"; set +a
 URL="http://$HOST:$PORT"
 
-say "building the API and the scheduler"
-(cd "$ROOT" && quietly node tools/build.mjs api && quietly node tools/build.mjs scheduler)
+say "building the API, the scheduler, the agent and the guest kernel and initrd"
+(cd "$ROOT" && quietly node tools/build.mjs api && quietly node tools/build.mjs scheduler && quietly node tools/build.mjs agent)
+(cd "$ROOT" && quietly bash runtime/guest/build.sh)
 
 # Starts (or restarts) one built app in the background: its pid in .caas/<app>.pid, its log in .caas/<app>.log.
 start_app() {
@@ -62,15 +64,57 @@ fi
 say "the demo tenant asks who it is:"
 "${GQL[@]}" "$DEMO_TOKEN" '{ viewer { kind role tenant { slug displayName status subnet networkId quota { maxPods maxVcpus maxMemoryMiB usedPods } } } }'
 
+# One node agent on this host. It joins once with a one-time token and keeps its identity in .caas/agent.
+# TCG is allowed here because KVM is not usable on development machines like this one: it is not a security
+# boundary, and the agent says so in its log.
+field() { node -e 'let v=JSON.parse(process.argv[1]);for(const k of process.argv[2].split("."))v=v?.[k];console.log(v??"")' "$1" "$2"; }
+AGENT_STATE="$STATE/agent"
+if [ ! -f "$AGENT_STATE/identity.json" ]; then
+  out="$("${GQL[@]}" "$OPERATOR_TOKEN" 'mutation { createNodeJoinToken(input: {}) { token } }')"
+  export JOIN_TOKEN="$(field "$out" data.createNodeJoinToken.token)"
+fi
+export API_URL="$URL" STATE_DIR="$AGENT_STATE" ALLOW_TCG=true NODE_NAME="${NODE_NAME:-dev-$(hostname -s | tr 'A-Z_' 'a-z-' | cut -c1-50)}"
+export GUEST_KERNEL="$ROOT/dist/guest/kernel" GUEST_INITRD="$ROOT/dist/guest/initrd.cpio"
+start_app agent
+for _ in $(seq 1 120); do
+  status="$(field "$("${GQL[@]}" "$OPERATOR_TOKEN" '{ nodes { edges { node { name status } } } }')" data.nodes.edges.0.node.status)"
+  [ "$status" = READY ] && break
+  kill -0 "$(cat "$STATE/agent.pid")" 2>/dev/null || { tail -20 "$STATE/agent.log"; die "the agent exited"; }
+  sleep 0.5
+done
+[ "$status" = READY ] || die "the node did not become READY; see .caas/agent.log"
+say "node $NODE_NAME joined and is READY"
+
+IMAGE="$(bash "$ROOT/scripts/demo-registry.sh" push)"
+out="$("${GQL[@]}" "$DEMO_TOKEN" '{ pods(first: 1) { edges { node { id } } } }')"
+POD_ID="$(field "$out" data.pods.edges.0.node.id)"
+if [ -z "$POD_ID" ]; then
+  say "the demo tenant creates a pod from $IMAGE"
+  out="$("${GQL[@]}" "$DEMO_TOKEN" 'mutation($image: String!) { createPod(input: { name: "hello", vcpus: 1, memoryMiB: 256, containers: [{ name: "hello", image: $image }] }) { id } }' "{\"image\":\"$IMAGE\"}")"
+  POD_ID="$(field "$out" data.createPod.id)"
+fi
+for _ in $(seq 1 240); do
+  phase="$(field "$("${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { pod(id: $id) { phase } }' "{\"id\":\"$POD_ID\"}")" data.pod.phase)"
+  case "$phase" in RUNNING|FAILED) break ;; esac
+  sleep 0.5
+done
+say "the demo pod, booted as its own VM on this host:"
+"${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { pod(id: $id) { name phase nodeName ip accelerator containers { name phase restartCount } } }' "{\"id\":\"$POD_ID\"}"
+[ "$phase" = RUNNING ] || die "the demo pod is $phase; see .caas/agent.log"
+sleep 3
+say "its output (podLogs):"
+"${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { podLogs(podId: $id, tail: 10) { container stream line } }' "{\"id\":\"$POD_ID\"}" || true
+
 cat <<MSG
 
-The platform API is up: $URL/graphql  (health: $URL/healthz, readiness: $URL/readyz)
+The platform is up on this host: the API ($URL/graphql), the scheduler and one node agent running the demo pod.
   operator token:  $OPERATOR_TOKEN
   demo tenant token (OWNER): $DEMO_TOKEN
 Both are also in .caas/dev.env. Try:
-  node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN '{ tenant { slug subnet } apiTokens { edges { node { name prefix role } } } }'
+  node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN '{ pods { edges { node { name phase nodeName ip } } } }'
+  node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN 'query { events(first: 20) { edges { node { reason message } } } }'
   curl -s $URL/graphql -H "authorization: Bearer $OPERATOR_TOKEN" -H 'content-type: application/json' \\
-       -d '{"query":"{ tenants { totalCount edges { node { slug status } } } }"}'
-The scheduler runs beside it (places pods once nodes have joined; log: .caas/scheduler.log).
-Stop both with: kill \$(cat .caas/api.pid) \$(cat .caas/scheduler.pid)
+       -d '{"query":"{ nodes { edges { node { name status accelerator } } } }"}'
+Logs: .caas/api.log, .caas/scheduler.log, .caas/agent.log. Stop: delete the pod (deletePod), then
+  kill \$(cat .caas/api.pid) \$(cat .caas/scheduler.pid) \$(cat .caas/agent.pid)   (a stopped agent leaves VMs running)
 MSG
