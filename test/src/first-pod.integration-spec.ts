@@ -78,6 +78,25 @@ afterAll(async () => {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 }, 120_000);
 
+/** Creates a one-container pod for the tenant and returns its id. */
+async function createPod(token: string, name: string, container: Record<string, unknown>, restartPolicy = 'ALWAYS') {
+  const created = await cluster.ok(token, 'mutation ($input: CreatePodInput!) { createPod(input: $input) { id } }', {
+    input: { name, vcpus: 1, memoryMiB: 256, restartPolicy, containers: [{ name: 'main', image, ...container }] },
+  });
+  return created.createPod.id as string;
+}
+
+async function podOf(token: string, id: string) {
+  return (await cluster.ok(token, `query ($id: ID!) { pod(id: $id) { ${POD} } }`, { id })).pod;
+}
+
+async function reasonsOf(podId: string): Promise<string[]> {
+  const rows = await cluster.query<{ reason: string }>(`SELECT reason FROM events WHERE "podId" = $1 ORDER BY id`, [
+    podId,
+  ]);
+  return rows.map((r) => r.reason);
+}
+
 describe('the first pod, end to end', () => {
   it('createPod → RUNNING on the host with its IP → stopPod → STOPPED → startPod → RUNNING → deletePod → gone', async () => {
     const before = qemuCount();
@@ -135,5 +154,43 @@ describe('the first pod, end to end', () => {
       [tenant.tenantId],
     );
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Scheduled', 'Pulling', 'Started', 'Stopped']));
+  });
+
+  it('restarts a container that exits 3 under ON_FAILURE with backoff; under NEVER the pod ends FAILED with code 3', async () => {
+    const tenant = await cluster.tenant('exits');
+    const exit3 = { command: ['/bin/sh', '-c', 'echo bye; exit 3'] };
+    const retried = await createPod(tenant.token, 'retried', exit3, 'ON_FAILURE');
+    const once = await createPod(tenant.token, 'once', exit3, 'NEVER');
+    await waitFor(
+      async () => ((await podOf(tenant.token, retried)).containers[0]?.restartCount ?? 0) >= 2,
+      240_000,
+      'two restarts of the ON_FAILURE container',
+    );
+    expect((await podOf(tenant.token, retried)).phase).toBe('RUNNING');
+    expect(await reasonsOf(retried)).toEqual(expect.arrayContaining(['BackOff', 'Restarted']));
+    await waitFor(async () => (await podOf(tenant.token, once)).phase === 'FAILED', 240_000, 'the NEVER pod FAILED');
+    const failed = await podOf(tenant.token, once);
+    expect(failed.containers[0]).toMatchObject({ phase: 'EXITED', exitCode: 3, restartCount: 0 });
+    expect(failed.message).toContain('exited with code 3');
+    for (const id of [retried, once]) {
+      await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
+    }
+  });
+
+  it('an image or a command that does not exist ends FAILED with a reason a tenant can act on', async () => {
+    const tenant = await cluster.tenant('mistakes');
+    const noImage = await createPod(tenant.token, 'no-image', {
+      image: image.replace('demo/busybox:1', 'demo/does-not-exist:1'),
+    });
+    const noCommand = await createPod(tenant.token, 'no-command', { command: ['/bin/does-not-exist'] });
+    for (const [id, reason] of [
+      [noImage, 'ImageNotFound'],
+      [noCommand, 'CommandNotFound'],
+    ] as const) {
+      await waitFor(async () => (await podOf(tenant.token, id)).phase === 'FAILED', 240_000, `${reason} → FAILED`);
+      const pod = await podOf(tenant.token, id);
+      expect({ reason: pod.reason, message: pod.message }).toEqual({ reason, message: expect.any(String) });
+    }
+    expect((await podOf(tenant.token, noImage)).message).toContain('does-not-exist');
   });
 });
