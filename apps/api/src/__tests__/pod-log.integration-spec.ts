@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { POD_LOG_LINE_MAX_BYTES, podLogStreamKey } from '@caas/log-stream-contract';
-import { appendLog, deleteLogStreams, insertPod, testRedis } from './support/stream-fixtures';
+import { POD_LOG_LINE_MAX_BYTES } from '@caas/log-stream-contract';
+import {
+  appendLog,
+  deleteLogStreams,
+  insertNode,
+  insertPod,
+  logStreamKey,
+  placePod,
+  testRedis,
+} from './support/stream-fixtures';
 import type { CreatedTenant, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, expectError, firstError, startTestApi } from './support/test-api';
 
@@ -33,15 +41,16 @@ const readLogs = (variables: Record<string, unknown>, token = viewerA) => api.gq
 const linesOf = (response: GqlResponse): string[] =>
   dataOf(response).podLogs.map((entry: { line: string }) => entry.line);
 
-/** A pod of tenant A whose stream is removed afterwards. */
+/** A pod of tenant A, placed on a node (its streams are removed afterwards). */
 async function podOfA(): Promise<string> {
   return insertPod(api, tenantA.tenantId);
 }
 
+const newNode = async () => (await insertNode(api)).id;
+
 afterEach(async () => {
-  // Streams of this file's pods only (their ids are random): the server is shared.
-  const pods = await api.prisma.pod.findMany({ select: { id: true } });
-  if (pods.length > 0) await redis.del(...pods.map((pod) => podLogStreamKey(pod.id)));
+  // Streams this file wrote only (their pod ids are random): the server is shared.
+  await deleteLogStreams(api, redis);
 });
 
 describe('podLogs', () => {
@@ -82,7 +91,7 @@ describe('podLogs', () => {
     const podId = await podOfA();
     const pipeline = redis.pipeline();
     for (let i = 0; i < 150; i++) {
-      pipeline.xadd(podLogStreamKey(podId), '*', 'c', 'web', 's', 'o', 'l', `line ${i}`, 't', String(Date.now()));
+      pipeline.xadd(logStreamKey(podId), '*', 'c', 'web', 's', 'o', 'l', `line ${i}`, 't', String(Date.now()));
     }
     await pipeline.exec();
     const all = linesOf(await readLogs({ podId }));
@@ -100,7 +109,7 @@ describe('podLogs', () => {
     // Enough of another container's output that the wanted lines are several pages back.
     const pipeline = redis.pipeline();
     for (let i = 0; i < 2500; i++) {
-      pipeline.xadd(podLogStreamKey(podId), '*', 'c', 'sidecar', 's', 'o', 'l', `noise ${i}`, 't', String(Date.now()));
+      pipeline.xadd(logStreamKey(podId), '*', 'c', 'sidecar', 's', 'o', 'l', `noise ${i}`, 't', String(Date.now()));
     }
     await pipeline.exec();
     await appendLog(redis, podId, { container: 'web', line: 'web 3' });
@@ -138,7 +147,7 @@ describe('podLogs', () => {
   it('uses the stream position to skip what was appended before since, without reading it', async () => {
     const podId = await podOfA();
     // Entries with explicit ids far in the past: appended (by Redis' clock) long before `since`.
-    await redis.xadd(podLogStreamKey(podId), '1000-0', 'c', 'main', 's', 'o', 'l', 'ancient', 't', String(Date.now()));
+    await redis.xadd(logStreamKey(podId), '1000-0', 'c', 'main', 's', 'o', 'l', 'ancient', 't', String(Date.now()));
     await appendLog(redis, podId, { line: 'recent' });
     expect(linesOf(await readLogs({ podId, since: new Date(Date.now() - 60_000).toISOString() }))).toEqual(['recent']);
     expect(linesOf(await readLogs({ podId }))).toEqual(['ancient', 'recent']);
@@ -146,7 +155,7 @@ describe('podLogs', () => {
 
   it('skips entries a node got wrong, cuts over-long lines, and answers [] for a pod without output', async () => {
     const podId = await podOfA();
-    const key = podLogStreamKey(podId);
+    const key = logStreamKey(podId);
     await redis.xadd(key, '*', 's', 'o', 'l', 'no container');
     await redis.xadd(key, '*', 'c', 'web', 's', 'x', 'l', 'unknown stream');
     await redis.xadd(key, '*', 'c', '../../etc', 's', 'o', 'l', 'bad container name');
@@ -171,7 +180,7 @@ describe('podLogs', () => {
       expect(response.body.data).toBeNull();
     }
     const pipeline = redis.pipeline();
-    for (let i = 0; i < 5200; i++) pipeline.xadd(podLogStreamKey(podId), '*', 'c', 'web', 's', 'o', 'l', `${i}`);
+    for (let i = 0; i < 5200; i++) pipeline.xadd(logStreamKey(podId), '*', 'c', 'web', 's', 'o', 'l', `${i}`);
     await pipeline.exec();
     const lines = linesOf(await readLogs({ podId, tail: 5000 }));
     expect(lines).toHaveLength(5000);
@@ -204,5 +213,61 @@ describe('podLogs', () => {
     const podId = await podOfA();
     expectError(await readLogs({ podId }, api.operatorToken), 'FORBIDDEN', 'TENANT_ONLY');
     expectError(await api.gql(POD_LOGS, { podId }), 'UNAUTHENTICATED', 'NOT_AUTHENTICATED');
+  });
+
+  it('reads the streams of every node the pod ran on, merged in capture order', async () => {
+    const first = await newNode();
+    const second = await newNode();
+    const podId = await insertPod(api, tenantA.tenantId, { nodeId: first });
+    const t0 = Date.now() - 60_000;
+    await appendLog(redis, podId, { line: 'on first 1', timeMs: t0 }, first);
+    await appendLog(redis, podId, { line: 'on first 2', timeMs: t0 + 10 }, first);
+    await placePod(api, podId, second);
+    await appendLog(redis, podId, { line: 'on second 1', timeMs: t0 + 20 }, second);
+    // The first node flushing its last line late: appended after, captured before.
+    await appendLog(redis, podId, { line: 'on first 3', timeMs: t0 + 15 }, first);
+    await appendLog(redis, podId, { container: 'web', line: 'on second 2', timeMs: t0 + 30 }, second);
+
+    expect(linesOf(await readLogs({ podId }))).toEqual([
+      'on first 1',
+      'on first 2',
+      'on first 3',
+      'on second 1',
+      'on second 2',
+    ]);
+    expect(linesOf(await readLogs({ podId, tail: 2 }))).toEqual(['on second 1', 'on second 2']);
+    expect(linesOf(await readLogs({ podId, tail: 3, container: 'main' }))).toEqual([
+      'on first 2',
+      'on first 3',
+      'on second 1',
+    ]);
+    expect(linesOf(await readLogs({ podId, since: new Date(t0 + 15).toISOString() }))).toEqual([
+      'on first 3',
+      'on second 1',
+      'on second 2',
+    ]);
+    // Still read once the pod is placed nowhere (pending): its Scheduled events name both nodes.
+    await placePod(api, podId, null);
+    expect(linesOf(await readLogs({ podId, tail: 2 }))).toEqual(['on second 1', 'on second 2']);
+  });
+
+  it('never returns what a node the pod was not placed on wrote for it', async () => {
+    const podId = await podOfA();
+    const stranger = await newNode();
+    const t = Date.now();
+    await appendLog(redis, podId, { line: 'genuine', timeMs: t - 1000 });
+    await appendLog(redis, podId, { line: 'forged by another node', timeMs: t }, stranger);
+    // Nor a Scheduled event of another pod naming that node, nor the old shared key.
+    const otherPod = await insertPod(api, tenantA.tenantId, { nodeId: stranger });
+    await appendLog(redis, otherPod, { line: "the other pod's" }, stranger);
+    await redis.xadd(`caas:logs:pod:${podId}`, '*', 'c', 'main', 's', 'o', 'l', 'old key', 't', String(t));
+    try {
+      expect(linesOf(await readLogs({ podId }))).toEqual(['genuine']);
+      const unplaced = await insertPod(api, tenantA.tenantId, { nodeId: null });
+      await appendLog(redis, unplaced, { line: 'forged for a pending pod' }, stranger);
+      expect(linesOf(await readLogs({ podId: unplaced }))).toEqual([]);
+    } finally {
+      await redis.del(`caas:logs:pod:${podId}`);
+    }
   });
 });

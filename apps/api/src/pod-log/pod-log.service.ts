@@ -3,15 +3,18 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import type { PrismaClient } from '@caas/db';
 import type { PodLogRecord } from '@caas/log-stream-contract';
-import { decodeLogEntry, isContainerName, podLogStreamKey } from '@caas/log-stream-contract';
+import { decodeLogEntry, isContainerName } from '@caas/log-stream-contract';
+import { nodeLogStreamKey } from '@caas/queue-contracts';
 import { publicGraphQLError } from '../common/graphql/graphql-options';
 import { assertId } from '../common/graphql/ids';
 import { PRISMA, REDIS } from '../common/infra/tokens';
+import type { ApiConfig } from '../config/api-config';
+import { API_CONFIG } from '../config/api-config';
 import type { FollowPodLogsArgs, LogLine, PodLogsArgs } from './dtos/log-line.dto';
 import { toLogLine } from './dtos/log-line.dto';
 import { PodLogException, PodLogExceptionCode } from './pod-log.exception';
-import { LogFollower } from './utils/log-follower.util';
-import { assertTenantPod } from './utils/pod-access.util';
+import { LogFollower, redisTimeMs } from './utils/log-follower.util';
+import { podLogNodes, tenantPodNode } from './utils/pod-access.util';
 import { POD_LOG_LIMITS } from './utils/pod-log-limits';
 
 const invalid = (message: string) => new PodLogException(PodLogExceptionCode.INVALID_LOG_QUERY, message);
@@ -22,10 +25,19 @@ function checkContainer(container: string | null | undefined): string | null {
   return container;
 }
 
+/** Capture time, then stream id (`<ms>-<n>`), ascending. */
+function byTime(a: PodLogRecord, b: PodLogRecord): number {
+  if (a.timeMs !== b.timeMs) return a.timeMs - b.timeMs;
+  const [aMs = 0, aSeq = 0] = a.id.split('-').map(Number);
+  const [bMs = 0, bSeq = 0] = b.id.split('-').map(Number);
+  return aMs !== bMs ? aMs - bMs : aSeq - bSeq;
+}
+
 /**
- * Pod output, read from the pod's Redis stream (`caas:logs:pod:<podId>`, written by the node agent; see
- * `@caas/log-stream-contract` and docs/adr-005-logs-and-events.md). Every read is bounded, and only ever
- * for a pod of the caller's tenant.
+ * Pod output, read from the log streams the node agents write under their own prefix
+ * (`<QUEUE_PREFIX>:node:<nodeId>:logs:<podId>`, `nodeLogStreamKey`; entries per `@caas/log-stream-contract`;
+ * see docs/adr-005-logs-and-events.md) — only the streams of nodes the pod was placed on, since a node can write
+ * any key under its prefix. Every read is bounded, and only ever for a pod of the caller's tenant.
  */
 @Injectable()
 export class PodLogService implements OnApplicationShutdown {
@@ -37,11 +49,13 @@ export class PodLogService implements OnApplicationShutdown {
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
     @Inject(REDIS) private readonly redis: Redis,
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
   ) {}
 
   /**
-   * The last `tail` lines (oldest first) matching the filters: XREVRANGE from the newest entry back, a page
-   * at a time, until enough lines match, the `since` bound is reached or `maxScanned` entries were read.
+   * The last `tail` lines (oldest first) matching the filters, over the streams of every node the pod was
+   * placed on (`podLogNodes`): each stream's newest `tail` matches (`scan`), merged by capture time then
+   * stream id.
    */
   async read(tenantId: string, args: PodLogsArgs): Promise<LogLine[]> {
     const podId = assertId(args.podId, 'podId');
@@ -52,21 +66,51 @@ export class PodLogService implements OnApplicationShutdown {
     }
     const sinceMs = args.since === undefined || args.since === null ? null : args.since.getTime();
     if (sinceMs !== null && !Number.isFinite(sinceMs)) throw invalid('since is not a valid date and time.');
-    await assertTenantPod(this.prisma, tenantId, podId);
+    const nodes = await podLogNodes(this.prisma, tenantId, podId);
+    if (nodes.length === 0) return [];
 
-    const key = podLogStreamKey(podId);
     // Entries are appended in time order by Redis' clock; the node's capture time may run a little ahead.
     const lowest = sinceMs === null ? '-' : String(Math.max(0, sinceMs - POD_LOG_LIMITS.sinceSkewMs));
-    const filtered = container !== null || sinceMs !== null;
     const matches = (record: PodLogRecord) =>
       (container === null || record.container === container) && (sinceMs === null || record.timeMs >= sinceMs);
+    const budget = Math.max(POD_LOG_LIMITS.scanBatch, Math.floor(POD_LOG_LIMITS.maxScanned / nodes.length));
+    const perNode = await Promise.all(
+      nodes.map((nodeId) =>
+        this.scan(nodeLogStreamKey(nodeId, podId, this.config.QUEUE_PREFIX), {
+          tail,
+          lowest,
+          filtered: container !== null || sinceMs !== null,
+          matches,
+          budget,
+        }),
+      ),
+    );
+    // Each node's newest `tail` matches; merged, the pod's newest `tail` are among them.
+    const merged = perNode.flat().sort(byTime);
+    return merged.slice(Math.max(0, merged.length - tail)).map(toLogLine);
+  }
 
+  /**
+   * One stream's last `tail` matching entries, newest first: XREVRANGE from the newest entry back, a page at a
+   * time, until enough match, the `lowest` bound is reached or `budget` entries were read.
+   */
+  private async scan(
+    key: string,
+    query: {
+      tail: number;
+      lowest: string;
+      filtered: boolean;
+      matches: (record: PodLogRecord) => boolean;
+      budget: number;
+    },
+  ): Promise<PodLogRecord[]> {
+    const { tail, lowest, filtered, matches, budget } = query;
     const found: PodLogRecord[] = [];
     let highest = '+';
     let scanned = 0;
-    while (found.length < tail && scanned < POD_LOG_LIMITS.maxScanned) {
+    while (found.length < tail && scanned < budget) {
       const wanted = filtered ? POD_LOG_LIMITS.scanBatch : tail - found.length;
-      const count = Math.min(wanted, POD_LOG_LIMITS.maxScanned - scanned);
+      const count = Math.min(wanted, budget - scanned);
       const entries = await this.redis.xrevrange(key, highest, lowest, 'COUNT', count);
       scanned += entries.length;
       for (const [id, fields] of entries) {
@@ -78,18 +122,19 @@ export class PodLogService implements OnApplicationShutdown {
       if (entries.length < count || oldest === undefined) break;
       highest = `(${oldest[0]}`;
     }
-    return found.reverse().map(toLogLine);
+    return found;
   }
 
   /**
-   * Lines appended after this call, in batches, until the subscriber leaves. The position is taken now
-   * (the stream's last id, or its beginning when it does not exist yet), so nothing appended between the
-   * subscription and the first read is missed.
+   * Lines appended after this call, in batches, until the subscriber leaves, from the stream of the node the
+   * pod is placed on (following it to its next node when it is re-placed: `LogFollower`). The position is
+   * taken now (the stream's last id, or its beginning when it does not exist yet), so nothing appended between
+   * the subscription and the first read is missed.
    */
   async follow(tenantId: string, args: FollowPodLogsArgs): Promise<AsyncIterableIterator<LogLine[]>> {
     const podId = assertId(args.podId, 'podId');
     const container = checkContainer(args.container);
-    await assertTenantPod(this.prisma, tenantId, podId);
+    await tenantPodNode(this.prisma, tenantId, podId);
 
     const tenantCount = this.followersPerTenant.get(tenantId) ?? 0;
     if (
@@ -108,18 +153,26 @@ export class PodLogService implements OnApplicationShutdown {
       else this.followersPerTenant.delete(tenantId);
     };
 
-    const key = podLogStreamKey(podId);
-    let cursor: string;
+    const keyOf = (nodeId: string | null) =>
+      nodeId === null ? null : nodeLogStreamKey(nodeId, podId, this.config.QUEUE_PREFIX);
+    // The current node only, looked up without throwing: a pod deleted meanwhile keeps its last stream.
+    const locate = async () =>
+      keyOf(
+        (await this.prisma.pod.findFirst({ where: { id: podId, tenantId }, select: { nodeId: true } }))?.nodeId ?? null,
+      );
+    let start: { key: string | null; cursor: string; redisTimeMs: number };
     try {
-      const [last] = await this.redis.xrevrange(key, '+', '-', 'COUNT', 1);
-      cursor = last?.[0] ?? '0-0';
+      const redisTime = await redisTimeMs(this.redis);
+      const key = await locate();
+      const [last] = key === null ? [] : await this.redis.xrevrange(key, '+', '-', 'COUNT', 1);
+      start = { key, cursor: last?.[0] ?? '0-0', redisTimeMs: redisTime };
     } catch (error) {
       release();
       throw error;
     }
     const connection = this.redis.duplicate({ connectionName: `caas:api:pod-logs:${podId}` });
     connection.on('error', (error: Error) => this.logger.warn(`log subscription of pod ${podId}: ${error.message}`));
-    const follower: LogFollower = new LogFollower(connection, key, cursor, container, () => {
+    const follower: LogFollower = new LogFollower(connection, locate, start, container, () => {
       this.followers.delete(follower);
       release();
     });
