@@ -35,17 +35,13 @@ const qemuCount = (): number => {
   }
 };
 
-beforeAll(async () => {
-  registryPort = await freePort();
-  image = registry('push');
-  await cluster.start();
-  const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
-  stateDir = mkdtempSync(join(tmpdir(), 'caas-agent-'));
-  agent = startApp('agent', {
+/** The agent process on this host's state directory (a join token only for the first start). */
+function startAgent(joinToken?: string): AppProcess {
+  return startApp('agent', {
     API_URL: cluster.apiUrl,
     REDIS_URL: cluster.redisUrl,
     STATE_DIR: stateDir,
-    JOIN_TOKEN: issued.createNodeJoinToken.token as string,
+    ...(joinToken && { JOIN_TOKEN: joinToken }),
     NODE_NAME: 'e2e-host',
     NODE_VCPUS: '4',
     NODE_MEMORY_MIB: '4096',
@@ -56,6 +52,15 @@ beforeAll(async () => {
     IMAGE_CACHE_LIMIT_BYTES: String(2 * 2 ** 30),
     LOG_LEVEL: 'info',
   });
+}
+
+beforeAll(async () => {
+  registryPort = await freePort();
+  image = registry('push');
+  await cluster.start();
+  stateDir = mkdtempSync(join(tmpdir(), 'caas-agent-'));
+  const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
+  agent = startAgent(issued.createNodeJoinToken.token as string);
   await waitFor(
     async () =>
       (await cluster.query<{ status: string }>(`SELECT status FROM nodes WHERE name = 'e2e-host'`))[0]?.status ===
@@ -154,6 +159,37 @@ describe('the first pod, end to end', () => {
       [tenant.tenantId],
     );
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Scheduled', 'Pulling', 'Started', 'Stopped']));
+  });
+
+  it('after kill -9 of the agent, the restarted agent adopts the running VM: still RUNNING, no second VM', async () => {
+    const tenant = await cluster.tenant('survivor');
+    const id = await createPod(tenant.token, 'survivor', {
+      command: ['/bin/sh', '-c', 'while true; do sleep 1; done'],
+    });
+    await waitFor(async () => (await podOf(tenant.token, id)).phase === 'RUNNING', 240_000, 'the pod RUNNING');
+    const vms = qemuCount();
+    const killed = agent as AppProcess;
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    expect(qemuCount()).toBe(vms); // the VM outlives its agent
+    agent = startAgent();
+    await waitFor(
+      async () => agent?.output().includes('"adopted":1') === true,
+      60_000,
+      'the restarted agent to adopt the VM',
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n--- agent\n${agent?.output() ?? ''}`);
+    });
+    // Still the same pod on the same node, with no second VM, and the node keeps its lease.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    expect(await podOf(tenant.token, id)).toMatchObject({ phase: 'RUNNING', nodeName: 'e2e-host' });
+    expect(qemuCount()).toBe(vms);
+    const [node] = await cluster.query<{ status: string; epoch: number }>(
+      `SELECT status, epoch FROM nodes WHERE name = 'e2e-host'`,
+    );
+    expect(node).toEqual({ status: 'READY', epoch: 1 });
+    await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
+    await waitFor(async () => qemuCount() === vms - 1, 60_000, 'the VM gone after deletePod');
   });
 
   it('restarts a container that exits 3 under ON_FAILURE with backoff; under NEVER the pod ends FAILED with code 3', async () => {
