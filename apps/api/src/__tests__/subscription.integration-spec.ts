@@ -8,8 +8,10 @@ import {
   appendLog,
   deleteLogStreams,
   eventChannelSubscribers,
+  insertNode,
   insertPod,
   logFollowerConnections,
+  placePod,
   testRedis,
 } from './support/stream-fixtures';
 import type { CreatedTenant, TestApi } from './support/test-api';
@@ -201,6 +203,42 @@ describe('podLogs subscription', () => {
     await appendLog(redis, podId, { line: 'first line ever' });
     expect((await collectLines(subscription, 1)).map((l) => l.line)).toEqual(['first line ever']);
   });
+
+  it("delivers the current node's lines, none a node the pod is not placed on writes for it", async () => {
+    const node = (await insertNode(api)).id;
+    const stranger = (await insertNode(api)).id;
+    const podId = await insertPod(api, tenantA.tenantId, { nodeId: node });
+    const subscription = (await connect(viewerA)).subscribe(FOLLOW_LOGS, { podId });
+    await eventually(async () => ((await logFollowerConnections(redis, podId)) === 1 ? true : undefined));
+    await appendLog(redis, podId, { line: 'forged' }, stranger);
+    await appendLog(redis, podId, { line: 'from its node' }, node);
+    await appendLog(redis, podId, { line: 'forged again' }, stranger);
+    expect((await collectLines(subscription, 1)).map((l) => l.line)).toEqual(['from its node']);
+    await subscription.expectQuiet(300);
+  });
+
+  it('follows the pod to its next node when it is re-placed, and starts once a pending pod is placed', async () => {
+    const first = (await insertNode(api)).id;
+    const second = (await insertNode(api)).id;
+    const podId = await insertPod(api, tenantA.tenantId, { nodeId: null });
+    const subscription = (await connect(viewerA)).subscribe(FOLLOW_LOGS, { podId });
+    await eventually(async () => ((await logFollowerConnections(redis, podId)) === 1 ? true : undefined));
+
+    await placePod(api, podId, first);
+    await appendLog(redis, podId, { line: 'on first' }, first);
+    expect((await subscription.data(POD_LOG_LIMITS.followBlockMs + 5000)).podLogs).toMatchObject([
+      { line: 'on first' },
+    ]);
+
+    await placePod(api, podId, second);
+    await appendLog(redis, podId, { line: 'on second' }, second);
+    // Picked up at the next look-up of the node (at the latest when a read times out).
+    expect((await subscription.data(2 * POD_LOG_LIMITS.followBlockMs + 5000)).podLogs).toMatchObject([
+      { line: 'on second' },
+    ]);
+    await appendLog(redis, podId, { line: 'more on second' }, second);
+    expect((await collectLines(subscription, 1)).map((l) => l.line)).toEqual(['more on second']);
+  }, 60_000);
 
   it('refuses malformed arguments with BAD_USER_INPUT', async () => {
     const podId = await insertPod(api, tenantA.tenantId);
