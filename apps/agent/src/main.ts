@@ -7,6 +7,7 @@ import { SandboxManager } from '@caas/sandbox';
 import { loadAgentConfig, type AgentConfig } from './config/agent-config';
 import { checkHost, type DoctorReport } from './doctor/doctor';
 import { IdentityError, loadOrJoin } from './identity/identity';
+import { LogShipping } from './logs/log-shipper';
 import { PodRuntime } from './runtime/pod-runtime';
 
 const EX_UNAVAILABLE = 69;
@@ -78,6 +79,7 @@ async function daemon(config: AgentConfig): Promise<void> {
     leaseGraceMs: identity.leaseGraceMs,
     selfFence: config.SELF_FENCE,
     log,
+    logs: new LogShipping({ appender: connection, log }),
   });
   let stopping = false;
   const stop = (signal: string) => {

@@ -15,6 +15,7 @@ import type {
   PodStatus,
   ReportedContainer,
 } from '@caas/queue-contracts';
+import type { LogShipping, PodLogShipper } from '../logs/log-shipper';
 import type { ImageLayer, NodeTransport, PodSandbox, SandboxHost } from './ports';
 import { containerSpecOf, credentialsFor, parseSandboxId, pullReference, sandboxIdOf } from './pod-spec';
 
@@ -43,6 +44,8 @@ export interface PodRuntimeOptions {
   /** Grace of SIGTERM before SIGKILL when stopping a pod. Default 5 s. */
   stopGraceMs?: number;
   now?: () => number;
+  /** Ships the pods' container output (none when absent). */
+  logs?: LogShipping;
 }
 
 const TERMINAL: ReadonlySet<PodStatus['phase']> = new Set(['SUCCEEDED', 'FAILED', 'STOPPED', 'LOST']);
@@ -64,6 +67,8 @@ interface PodEntry {
   desired: DesiredPod | undefined;
   status: PodStatus;
   sandbox?: PodSandbox;
+  /** The output shipping of `sandbox`. */
+  logs?: PodLogShipper;
   leases: Lease[];
   restarts: Map<string, RestartState>;
   /** The pull/boot under way, and how to abort it. */
@@ -141,6 +146,7 @@ export class PodRuntime {
     this.halt();
     await this.converging;
     await this.options.sandboxes.detachAll();
+    await this.options.logs?.closeAll();
   }
 
   /** Stops the loops and destroys every VM (tests, drain). */
@@ -250,6 +256,7 @@ export class PodRuntime {
             0,
           ),
         );
+        existing.logs?.configure(desired);
         await this.send(existing, []);
         this.afterContainerChange(existing);
         return;
@@ -397,9 +404,20 @@ export class PodRuntime {
 
   private attach(pod: PodEntry, sandbox: PodSandbox): void {
     pod.sandbox = sandbox;
+    void pod.logs?.close();
+    const logs = this.options.logs?.open(
+      pod.podId,
+      sandbox,
+      sandbox.spec.containers.map((c) => c.name),
+    );
+    pod.logs = logs;
+    // An adopted VM's output waits for its desired pod (tenant, secrets to redact).
+    if (pod.desired !== undefined) logs?.configure(pod.desired);
     sandbox.on('container', (status) => this.onContainer(pod, status));
     sandbox.on('state', (state) => {
       if (state !== 'stopped' && state !== 'failed') return;
+      void logs?.close();
+      if (pod.logs === logs) pod.logs = undefined;
       if (pod.sandbox !== sandbox) return;
       pod.sandbox = undefined;
       this.releaseLeases(pod);
@@ -561,6 +579,8 @@ export class PodRuntime {
       }
     }
     pod.sandbox = undefined;
+    void pod.logs?.close();
+    pod.logs = undefined;
     this.releaseLeases(pod);
   }
 
