@@ -251,6 +251,14 @@ describe('podLogs', () => {
     expect(linesOf(await readLogs({ podId, tail: 2 }))).toEqual(['on second 1', 'on second 2']);
   });
 
+  it("keeps each node's append order when capture times go back (a guest clock stepped back)", async () => {
+    const podId = await podOfA();
+    const t = Date.now();
+    await appendLog(redis, podId, { line: 'before the step', timeMs: t });
+    await appendLog(redis, podId, { line: 'after the step', timeMs: t - 5000 });
+    expect(linesOf(await readLogs({ podId }))).toEqual(['before the step', 'after the step']);
+  });
+
   it('never returns what a node the pod was not placed on wrote for it', async () => {
     const podId = await podOfA();
     const stranger = await newNode();

@@ -34,6 +34,25 @@ function byTime(a: PodLogRecord, b: PodLogRecord): number {
 }
 
 /**
+ * Merges streams, each oldest first, into one: each stream keeps its own (append) order, and across streams the
+ * earlier head by `byTime` goes first. With one stream, that stream as it is.
+ */
+export function mergeStreams(streams: PodLogRecord[][]): PodLogRecord[] {
+  const heads = streams.map(() => 0);
+  const merged: PodLogRecord[] = [];
+  for (;;) {
+    let pick = -1;
+    streams.forEach((stream, i) => {
+      const head = stream[heads[i]];
+      const best = pick < 0 ? undefined : streams[pick][heads[pick]];
+      if (head !== undefined && (best === undefined || byTime(head, best) < 0)) pick = i;
+    });
+    if (pick < 0) return merged;
+    merged.push(streams[pick][heads[pick]++]);
+  }
+}
+
+/**
  * Pod output, read from the log streams the node agents write under their own prefix
  * (`<QUEUE_PREFIX>:node:<nodeId>:logs:<podId>`, `nodeLogStreamKey`; entries per `@caas/log-stream-contract`;
  * see docs/adr-005-logs-and-events.md) — only the streams of nodes the pod was placed on, since a node can write
@@ -55,7 +74,7 @@ export class PodLogService implements OnApplicationShutdown {
   /**
    * The last `tail` lines (oldest first) matching the filters, over the streams of every node the pod was
    * placed on (`podLogNodes`): each stream's newest `tail` matches (`scan`), merged by capture time then
-   * stream id.
+   * stream id, each stream keeping its own order (`mergeStreams`).
    */
   async read(tenantId: string, args: PodLogsArgs): Promise<LogLine[]> {
     const podId = assertId(args.podId, 'podId');
@@ -86,7 +105,7 @@ export class PodLogService implements OnApplicationShutdown {
       ),
     );
     // Each node's newest `tail` matches; merged, the pod's newest `tail` are among them.
-    const merged = perNode.flat().sort(byTime);
+    const merged = mergeStreams(perNode.map((found) => found.reverse()));
     return merged.slice(Math.max(0, merged.length - tail)).map(toLogLine);
   }
 
