@@ -1,7 +1,7 @@
 import { GraphQLSchemaHost } from '@nestjs/graphql';
 import type { Redis } from 'ioredis';
-import { createPod, podInput } from '../pod/__tests__/pod-fixtures';
-import { appendLog, deleteLogStreams, testRedis } from './support/stream-fixtures';
+import { createNode, createPod, podInput } from '../pod/__tests__/pod-fixtures';
+import { appendLog, deleteLogStreams, placePod, testRedis } from './support/stream-fixtures';
 import type { CreatedTenant, GqlResponse, TestApi } from './support/test-api';
 import { dataOf, firstError, startTestApi, uniqueSlug } from './support/test-api';
 import type { ServerFrame, WsClient } from './support/ws-client';
@@ -198,7 +198,13 @@ beforeAll(async () => {
     ],
   });
   ids.pod = pod.id;
-  await appendLog(redis, ids.pod, { line: "A's private output" });
+  // Placed on a node that writes its output, so that A really has output B must not see.
+  const node = await createNode(api);
+  await placePod(api, ids.pod, node.id);
+  await appendLog(redis, ids.pod, { line: "A's private output" }, node.id);
+  const own = dataOf(await api.gql('query ($id: ID!) { podLogs(podId: $id) { line } }', { id: ids.pod }, a.ownerToken))
+    .podLogs as { line: string }[];
+  expect(own.map((l) => l.line)).toEqual(["A's private output"]);
   ids.policy = dataOf(
     await api.gql(
       'mutation ($input: CreateNetworkPolicyInput!) { createNetworkPolicy(input: $input) { id } }',

@@ -12,7 +12,8 @@ registerEnumType(LogStream, { name: 'LogStream', description: "Which of the cont
 @ObjectType({ description: 'One line a container wrote.' })
 export class LogLine {
   @Field(() => String, {
-    description: 'Position in the pod log (the Redis stream id, `<ms>-<n>`): increasing, unique within the pod.',
+    description:
+      "Position in the log stream of the node that wrote the line (the Redis stream id, `<ms>-<n>`): increasing and unique within that node's stream; a pod that moved between nodes has one stream per node.",
   })
   seq!: string;
   @Field(() => Date, { description: 'When the line was captured.' }) timestamp!: Date;
