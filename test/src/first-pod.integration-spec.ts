@@ -14,7 +14,8 @@ jest.setTimeout(600_000);
 
 const POD = `id name phase reason message nodeName ip accelerator containers { name phase exitCode restartCount }`;
 
-const cluster = new Cluster({ schedulers: 1, label: 'first-pod' });
+// A real lease grace period: an agent restarted within it keeps its pods.
+const cluster = new Cluster({ schedulers: 1, label: 'first-pod', leaseGraceMs: 10_000 });
 let agent: AppProcess | undefined;
 let stateDir: string;
 let registryPort: number;
@@ -95,6 +96,22 @@ async function podOf(token: string, id: string) {
   return (await cluster.ok(token, `query ($id: ID!) { pod(id: $id) { ${POD} } }`, { id })).pod;
 }
 
+interface LogLine {
+  container: string;
+  stream: string;
+  line: string;
+  timestamp: string;
+}
+
+async function logsOf(token: string, podId: string): Promise<LogLine[]> {
+  const data = await cluster.ok(
+    token,
+    'query ($id: ID!) { podLogs(podId: $id, tail: 1000) { container stream line timestamp } }',
+    { id: podId },
+  );
+  return data.podLogs as LogLine[];
+}
+
 async function reasonsOf(podId: string): Promise<string[]> {
   const rows = await cluster.query<{ reason: string }>(`SELECT reason FROM events WHERE "podId" = $1 ORDER BY id`, [
     podId,
@@ -138,6 +155,21 @@ describe('the first pod, end to end', () => {
       ['two', 'RUNNING'],
     ]);
     expect(qemuCount()).toBe(before + 1);
+    // Both containers' output through podLogs, stdout told apart from stderr.
+    await waitFor(
+      async () => {
+        const lines = await logsOf(tenant.token, id);
+        return ['one', 'two'].every((c) =>
+          lines.some((l) => l.container === c && l.line === c && l.stream === 'STDOUT'),
+        );
+      },
+      60_000,
+      "both containers' first lines in podLogs",
+    ).catch(async (error: unknown) => {
+      throw new Error(
+        `${String(error)}: ${JSON.stringify(await logsOf(tenant.token, id))}\n${agent?.output().slice(-3000)}`,
+      );
+    });
 
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { stopPod(id: $id) { id } }', { id });
     await phase('STOPPED', 'the pod STOPPED');
@@ -164,14 +196,17 @@ describe('the first pod, end to end', () => {
   it('after kill -9 of the agent, the restarted agent adopts the running VM: still RUNNING, no second VM', async () => {
     const tenant = await cluster.tenant('survivor');
     const id = await createPod(tenant.token, 'survivor', {
-      command: ['/bin/sh', '-c', 'while true; do sleep 1; done'],
+      command: ['/bin/sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.5; done'],
     });
     await waitFor(async () => (await podOf(tenant.token, id)).phase === 'RUNNING', 240_000, 'the pod RUNNING');
+    await waitFor(async () => (await logsOf(tenant.token, id)).length >= 2, 60_000, 'its first lines shipped');
     const vms = qemuCount();
     const killed = agent as AppProcess;
     killed.child.kill('SIGKILL');
     await killed.exited;
     expect(qemuCount()).toBe(vms); // the VM outlives its agent
+    const lastBefore = Math.max(0, ...(await logsOf(tenant.token, id)).map((l) => Number(l.line.split(' ')[1])));
+    await new Promise((resolve) => setTimeout(resolve, 3_000)); // the pod keeps printing meanwhile
     agent = startAgent();
     await waitFor(
       async () => agent?.output().includes('"adopted":1') === true,
@@ -188,6 +223,13 @@ describe('the first pod, end to end', () => {
       `SELECT status, epoch FROM nodes WHERE name = 'e2e-host'`,
     );
     expect(node).toEqual({ status: 'READY', epoch: 1 });
+    // What the pod printed while its agent was dead arrives (the guest kept it in its buffer), in order. The old
+    // agent may have read a line or two it had not shipped yet when it was killed: those are the only ones allowed
+    // to be missing (the sandbox persists its read position before the shipper has written the lines).
+    const ticks = (await logsOf(tenant.token, id)).map((l) => Number(l.line.split(' ')[1]));
+    const whileDead = Array.from({ length: 4 }, (_, i) => lastBefore + 3 + i); // printed during the 3 s outage
+    expect(ticks).toEqual(expect.arrayContaining(whileDead));
+    expect(ticks).toEqual([...ticks].sort((x, y) => x - y));
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
     await waitFor(async () => qemuCount() === vms - 1, 60_000, 'the VM gone after deletePod');
   });

@@ -27,6 +27,8 @@ export interface ClusterOptions {
   /** Extra scheduler environment (timings). */
   schedulerEnv?: Record<string, string>;
   label: string;
+  /** NODE_LEASE_GRACE_MS of the API (told to nodes) and the schedulers; default the fast 3 s. */
+  leaseGraceMs?: number;
 }
 
 /** Short timings so node loss, retries and reconcile happen within a test's patience. */
@@ -57,6 +59,10 @@ export class Cluster {
     this.prefix = uniqueRedisPrefix(options.label);
   }
 
+  private get leaseGrace(): string {
+    return String(this.options.leaseGraceMs ?? FAST_SCHEDULER_ENV['NODE_LEASE_GRACE_MS'] ?? '3000');
+  }
+
   get redisUrl(): string {
     return testRedisUrl();
   }
@@ -72,7 +78,7 @@ export class Cluster {
       OPERATOR_TOKEN: this.operatorToken,
       QUEUE_PREFIX: this.prefix,
       NODE_HEARTBEAT_INTERVAL_MS: '500',
-      NODE_LEASE_GRACE_MS: FAST_SCHEDULER_ENV['NODE_LEASE_GRACE_MS'] ?? '3000',
+      NODE_LEASE_GRACE_MS: this.leaseGrace,
       RATE_LIMIT_REQUESTS: '1000000',
       NODE_JOIN_RATE_LIMIT: '100000',
       LOG_LEVEL: 'warn',
@@ -83,6 +89,7 @@ export class Cluster {
           ...common,
           QUEUE_PREFIX: this.prefix,
           ...FAST_SCHEDULER_ENV,
+          NODE_LEASE_GRACE_MS: this.leaseGrace,
           ...this.options.schedulerEnv,
         }),
       );

@@ -69,6 +69,8 @@ interface PodEntry {
   sandbox?: PodSandbox;
   /** The output shipping of `sandbox`. */
   logs?: PodLogShipper;
+  /** The VM `logs` listens to. */
+  logsOf?: PodSandbox;
   leases: Lease[];
   restarts: Map<string, RestartState>;
   /** The pull/boot under way, and how to abort it. */
@@ -82,6 +84,8 @@ export class PodRuntime {
   private epoch: number;
   private appliedVersion = '0';
   private readonly pods = new Map<string, PodEntry>();
+  /** Shippers opened when a VM was launched or adopted, until `attach` takes them (by sandbox id). */
+  private readonly early = new Map<string, PodLogShipper>();
   /** VMs found dead at adoption, by sandbox id: their pods are reported LOST. */
   private readonly lostAtAdoption = new Map<string, { reason: string; message: string }>();
   private converging: Promise<void> = Promise.resolve();
@@ -111,8 +115,29 @@ export class PodRuntime {
     return [...this.pods.values()].filter((pod) => pod.desired !== undefined).map((pod) => clone(pod.status));
   }
 
+  /**
+   * Opens a VM's output shipper the moment the VM is launched or adopted, before its containers start or its
+   * buffered output is replayed: lines emitted before `create`/`adopt` resolve would otherwise be lost. `attach`
+   * takes it over; until the VM's desired pod is known its lines are held (tenant, secrets to redact).
+   */
+  private readonly onTracked = (sandbox: PodSandbox): void => {
+    const logs = this.options.logs;
+    const parsed = parseSandboxId(sandbox.id);
+    if (logs === undefined || parsed === undefined) return;
+    void this.early.get(sandbox.id)?.close();
+    this.early.set(
+      sandbox.id,
+      logs.open(
+        parsed.podId,
+        sandbox,
+        sandbox.spec.containers.map((c) => c.name),
+      ),
+    );
+  };
+
   /** Adopts surviving VMs, converges once, heartbeats, and keeps converging until `stop`/`detach`. */
   async start(): Promise<void> {
+    this.options.sandboxes.on?.('sandbox', this.onTracked);
     const { adopted, lost } = await this.options.sandboxes.adopt();
     for (const sandbox of adopted) this.adopt(sandbox);
     for (const { id, failure } of lost)
@@ -375,6 +400,8 @@ export class PodRuntime {
         containers,
       });
     } catch (error) {
+      void this.early.get(pod.sandboxId)?.close();
+      this.early.delete(pod.sandboxId);
       this.releaseLeases(pod);
       if (signal.aborted) return;
       if (error instanceof SandboxSpecError) return this.finishFailed(pod, 'InvalidSpec', error.message);
@@ -404,13 +431,23 @@ export class PodRuntime {
 
   private attach(pod: PodEntry, sandbox: PodSandbox): void {
     pod.sandbox = sandbox;
-    void pod.logs?.close();
-    const logs = this.options.logs?.open(
-      pod.podId,
-      sandbox,
-      sandbox.spec.containers.map((c) => c.name),
-    );
-    pod.logs = logs;
+    // The shipper opened when the VM was launched or adopted (it has every line since), else a new one.
+    let logs = pod.logsOf === sandbox ? pod.logs : this.early.get(sandbox.id);
+    this.early.delete(sandbox.id);
+    if (logs !== undefined) {
+      if (pod.logs !== logs) void pod.logs?.close();
+      pod.logs = logs;
+      pod.logsOf = sandbox;
+    } else {
+      void pod.logs?.close();
+      logs = this.options.logs?.open(
+        pod.podId,
+        sandbox,
+        sandbox.spec.containers.map((c) => c.name),
+      );
+      pod.logs = logs;
+      pod.logsOf = sandbox;
+    }
     // An adopted VM's output waits for its desired pod (tenant, secrets to redact).
     if (pod.desired !== undefined) logs?.configure(pod.desired);
     sandbox.on('container', (status) => this.onContainer(pod, status));

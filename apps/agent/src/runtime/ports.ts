@@ -33,6 +33,12 @@ export interface SandboxHost {
   readonly accelerator: { accel: 'kvm' | 'tcg' };
   adopt(): Promise<{ adopted: PodSandbox[]; lost: Array<{ id: string; failure: SandboxFailure }> }>;
   create(spec: SandboxSpec): Promise<PodSandbox>;
+  /**
+   * `sandbox` is emitted when a VM is launched, before its containers start: whoever ships its output must listen
+   * from then on, or the first lines are gone before `create` resolves.
+   */
+  on?(event: 'sandbox', listener: (sandbox: PodSandbox) => void): unknown;
+  off?(event: 'sandbox', listener: (sandbox: PodSandbox) => void): unknown;
   list(): PodSandbox[];
   detachAll(): Promise<void>;
 }

@@ -80,3 +80,25 @@ it('holds an adopted VM’s output until the desired set names its pod', async (
   expect(lines()).toEqual([`3333 main early ${REDACTED}`]);
   await rt.destroyAll();
 });
+
+it('ships what a VM prints before create or adopt resolve (containers start, buffered output is replayed)', async () => {
+  const host = new FakeHost();
+  const transport = new FakeTransport();
+  transport.set = desiredSet([pod]);
+  host.onLaunched = (vm) =>
+    vm.emit('output', { seq: 1, source: 'main', stream: 'stdout', data: Buffer.from('first words\n') });
+  const adopted = new FakeSandbox({
+    id: sandboxIdOf(pod.podId, 1),
+    vcpus: 1,
+    memoryMiB: 256,
+    containers: [{ name: 'main' }],
+  } as unknown as ConstructorParameters<typeof FakeSandbox>[0]);
+  host.adoptable = [adopted];
+  const rt = runtime(host, transport);
+  await rt.start();
+  await rt.settled();
+  await new Promise((r) => setTimeout(r, 20));
+  // The adopted VM's replayed line, shipped once its pod is known.
+  expect(lines()).toEqual(['3333 main first words']);
+  await rt.destroyAll();
+});

@@ -93,21 +93,29 @@ export class FakeSandbox extends EventEmitter<SandboxEvents> implements PodSandb
   }
 }
 
-export class FakeHost implements SandboxHost {
+export class FakeHost extends EventEmitter<{ sandbox: [PodSandbox] }> implements SandboxHost {
   readonly accelerator = { accel: 'tcg' as const };
+  /** Runs when a VM is launched or adopted, before `create`/`adopt` resolve (as output can arrive then). */
+  onLaunched: ((sandbox: FakeSandbox) => void) | undefined;
   readonly created: FakeSandbox[] = [];
   adoptable: FakeSandbox[] = [];
   lost: Array<{ id: string; failure: SandboxFailure }> = [];
   createError: Error | undefined;
 
   adopt() {
+    for (const sandbox of this.adoptable) this.launched(sandbox);
     return Promise.resolve({ adopted: this.adoptable, lost: this.lost });
   }
   create(spec: SandboxSpec): Promise<PodSandbox> {
     if (this.createError) return Promise.reject(this.createError);
     const sandbox = new FakeSandbox(spec);
     this.created.push(sandbox);
+    this.launched(sandbox);
     return Promise.resolve(sandbox);
+  }
+  private launched(sandbox: FakeSandbox): void {
+    this.emit('sandbox', sandbox);
+    this.onLaunched?.(sandbox);
   }
   list(): PodSandbox[] {
     return this.created.filter((s) => s.state === 'running');
