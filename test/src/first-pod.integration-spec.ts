@@ -81,7 +81,15 @@ afterAll(async () => {
   }
   await cluster.stop();
   if (registryPort) registry('stop');
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  // A stopped agent leaves its VMs running (by design); a test that failed half-way may have left some.
+  if (stateDir) {
+    try {
+      execFileSync('pkill', ['-KILL', '-f', `qemu-system-x86_64 .*${stateDir}/`]);
+    } catch {
+      // none left
+    }
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 }, 120_000);
 
 /** Creates a one-container pod for the tenant and returns its id. */
