@@ -18,13 +18,15 @@ describe('Sandbox.restartContainer (real VM)', () => {
 
   it('runs an exited container again, with a new exit and its output, and refuses a running one', async () => {
     const busybox = image(scratch.dir, 'busybox');
+    // Listen from the launch: the first run prints before `create` resolves.
+    let log: OutputLog | undefined;
+    manager.once('sandbox', (launched) => (log = new OutputLog(launched)));
     const sandbox = await manager.create({
       id: 'restart-1',
       vcpus: 1,
       memoryMiB: 128,
       containers: [container('job', busybox, 'echo run; exit 3'), container('idle', busybox, 'sleep 600')],
     });
-    const log = new OutputLog(sandbox);
     const first = await sandbox.waitForExit('job');
     expect(first.exitCode).toBe(3);
     await expect(sandbox.restartContainer('idle')).rejects.toThrow(/still running/);
@@ -33,7 +35,7 @@ describe('Sandbox.restartContainer (real VM)', () => {
     expect(['running', 'exited']).toContain(restarted.state);
     const second = await sandbox.waitForExit('job');
     expect(second.exitCode).toBe(3);
-    await waitFor('output of both runs', () => log.text('job', 'stdout') === 'run\nrun\n');
+    await waitFor('output of both runs', () => log?.text('job', 'stdout') === 'run\nrun\n');
     await sandbox.destroy();
     await expectNothingLeft(sandbox, stateDir);
   });

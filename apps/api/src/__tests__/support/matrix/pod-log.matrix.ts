@@ -1,17 +1,15 @@
 import { randomInt } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { xaddArguments } from '@caas/log-stream-contract';
 import { PodEventBus } from '../../../common/events/pod-event-bus';
 import { REDIS } from '../../../common/infra/tokens';
 import type { MatrixContext, MatrixEntries } from '../role-matrix';
 import { TENANT_ROLES_FROM } from '../role-matrix';
-import { insertPod } from '../stream-fixtures';
+import { appendLog, insertPod } from '../stream-fixtures';
 import { connectWs, graphqlWsUrl } from '../ws-client';
 
+/** A line written by the node the pod is placed on (`insertPod` places it), where the API reads pod output. */
 const appendLine = (context: MatrixContext, podId: string) =>
-  context.api.app
-    .get<Redis>(REDIS)
-    .call('XADD', ...xaddArguments(podId, { container: 'main', stream: 'stdout', line: 'matrix', timeMs: Date.now() }));
+  appendLog(context.api.app.get<Redis>(REDIS), podId, { line: 'matrix' });
 
 /**
  * Subscribes over graphql-ws with `token` and keeps producing (`poke`) until the first frame arrives:
