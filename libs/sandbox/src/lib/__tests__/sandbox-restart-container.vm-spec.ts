@@ -27,16 +27,20 @@ describe('Sandbox.restartContainer (real VM)', () => {
       memoryMiB: 128,
       containers: [container('job', busybox, 'echo run; exit 3'), container('idle', busybox, 'sleep 600')],
     });
-    const first = await sandbox.waitForExit('job');
-    expect(first.exitCode).toBe(3);
-    await expect(sandbox.restartContainer('idle')).rejects.toThrow(/still running/);
-    await expect(sandbox.restartContainer('nope')).rejects.toThrow(/no container nope/);
-    const restarted = await sandbox.restartContainer('job');
-    expect(['running', 'exited']).toContain(restarted.state);
-    const second = await sandbox.waitForExit('job');
-    expect(second.exitCode).toBe(3);
-    await waitFor('output of both runs', () => log?.text('job', 'stdout') === 'run\nrun\n');
-    await sandbox.destroy();
+    try {
+      const first = await sandbox.waitForExit('job');
+      expect(first.exitCode).toBe(3);
+      await expect(sandbox.restartContainer('idle')).rejects.toThrow(/still running/);
+      await expect(sandbox.restartContainer('nope')).rejects.toThrow(/no container nope/);
+      const restarted = await sandbox.restartContainer('job');
+      expect(['running', 'exited']).toContain(restarted.state);
+      const second = await sandbox.waitForExit('job');
+      expect(second.exitCode).toBe(3);
+      await waitFor('output of both runs', () => log?.text('job', 'stdout') === 'run\nrun\n');
+    } finally {
+      // Also on failure: a VM left running keeps Jest (its parent) from exiting.
+      await sandbox.destroy();
+    }
     await expectNothingLeft(sandbox, stateDir);
   });
 });
