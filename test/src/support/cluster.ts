@@ -3,7 +3,7 @@
 // Redis ACL users.
 import { randomBytes } from 'node:crypto';
 import type { NodeJoinResponse } from '@caas/queue-contracts';
-import { NodeConnection, joinCluster } from '@caas/node-client';
+import { NodeConnection, NodeJoinError, joinCluster } from '@caas/node-client';
 import type { SimulatedNodeOptions } from '@caas/node-simulator';
 import { SimulatedNode } from '@caas/node-simulator';
 import { issueToken } from '@caas/security';
@@ -161,12 +161,23 @@ export class Cluster {
       'mutation($input: CreateNodeJoinTokenInput!) { createNodeJoinToken(input: $input) { token } }',
       { input: { labels: Object.entries(labels).map(([key, value]) => ({ key, value })), taints } },
     );
-    return joinCluster(this.apiUrl, {
+    const request = {
       token: issued.createNodeJoinToken.token as string,
       name,
       capacity: { ...capacity, diskBytes: 100 * 2 ** 30 },
-      accelerator: 'TCG',
-    });
+      accelerator: 'TCG' as const,
+    };
+    // As an agent does: a join the API answers with "retry later" (5xx) is tried again; anything else fails.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await joinCluster(this.apiUrl, request);
+      } catch (error) {
+        if (!(error instanceof NodeJoinError) || error.status < 500 || attempt >= 3) {
+          throw new Error(`join of ${name} failed: ${String(error)}\n--- api\n${this.api.output().slice(-3000)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
   }
 
   /** Joins and starts an in-process simulated node. */

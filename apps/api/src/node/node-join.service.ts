@@ -24,6 +24,13 @@ const isUniqueViolation = (error: unknown): boolean =>
  * to the node's keys. Everything happens in one transaction, and the ACL user is applied before the commit: a
  * refused token, a taken name or an unreachable Redis leave nothing behind (the token stays unused).
  */
+/**
+ * Prisma's defaults (2 s to get a connection, 5 s to finish) fail joins when many hosts join at once (seen with 40
+ * simultaneous joins under CI load: INTERNAL). A join holds its connection only for a few statements and one ACL
+ * command, so waiting longer is safe.
+ */
+const JOIN_TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
+
 @Injectable()
 export class NodeJoinService {
   private readonly logger = new Logger(NodeJoinService.name);
@@ -115,7 +122,7 @@ export class NodeJoinService {
           );
         }
         return created;
-      });
+      }, JOIN_TRANSACTION_OPTIONS);
     } catch (error) {
       // The transaction did not commit: a user applied for the node that does not exist goes too (best effort;
       // the scheduler's ACL sync would remove it anyway).

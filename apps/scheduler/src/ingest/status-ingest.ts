@@ -19,6 +19,7 @@ import type { DesiredSetPublisher } from '../nodes/desired-set-publisher';
 import type { SchedulerConfig } from '../config/scheduler-config';
 import type { ContainerUpdate, PodDecision, PodState } from './pod-status-decision';
 import { decidePodStatus, replaceBackoffMs } from './pod-status-decision';
+import { InterruptibleSleep } from '../common/interruptible-sleep';
 
 /** The scheduler settings status ingest runs with (pass the loaded config as is). */
 export type StatusIngestSettings = Pick<
@@ -209,7 +210,7 @@ export class StatusIngest {
   private readonly groups = new Set<string>();
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private wake: (() => void) | undefined;
+  private readonly pause = new InterruptibleSleep();
   private nextRefreshAt = 0;
   private nextClaimAt = 0;
 
@@ -226,7 +227,7 @@ export class StatusIngest {
   /** Finishes the batch under way (a blocked read returns within INGEST_BLOCK_MS), then stops. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
     this.loop = undefined;
   }
@@ -457,17 +458,7 @@ export class StatusIngest {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-    });
+    return this.pause.sleep(ms);
   }
 
   private async ensureGroup(key: string): Promise<void> {

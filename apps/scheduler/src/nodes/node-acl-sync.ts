@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeUserSyncResult } from '@caas/node-acl';
 import { syncNodeUsers } from '@caas/node-acl';
+import { InterruptibleSleep } from '../common/interruptible-sleep';
 
 export interface NodeAclSyncOptions {
   pool: pg.Pool;
@@ -27,7 +28,7 @@ export class NodeAclSync {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private unknown = new Set<string>();
-  private wake: (() => void) | undefined;
+  private readonly pause = new InterruptibleSleep();
 
   constructor(private readonly options: NodeAclSyncOptions) {}
 
@@ -40,7 +41,7 @@ export class NodeAclSync {
   /** Lets the pass under way finish, then ends the loop. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
     this.loop = undefined;
   }
@@ -80,16 +81,6 @@ export class NodeAclSync {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    }).finally(() => {
-      this.wake = undefined;
-    });
+    return this.stopping ? Promise.resolve() : this.pause.sleep(ms);
   }
 }

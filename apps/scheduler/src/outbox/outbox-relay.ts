@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Job, OutboxRow, QueueName } from '@caas/queue-contracts';
 import { jobFromOutboxRow, jobOptionsFor, queueFor } from '@caas/queue-contracts';
+import { InterruptibleSleep } from '../common/interruptible-sleep';
 
 /**
  * Claims the oldest unsent rows no other relay holds. Dead-lettered rows (unsent, attempts > 0) are skipped:
@@ -70,7 +71,7 @@ const MAX_FAILURE_BACKOFF_MS = 10_000;
 export class OutboxRelay {
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private wake: (() => void) | undefined;
+  private readonly pause = new InterruptibleSleep();
 
   constructor(private readonly options: OutboxRelayOptions) {}
 
@@ -82,7 +83,7 @@ export class OutboxRelay {
   /** Lets the batch under way commit (or roll back), then ends the loop. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
   }
 
@@ -177,16 +178,6 @@ export class OutboxRelay {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    }).finally(() => {
-      this.wake = undefined;
-    });
+    return this.stopping ? Promise.resolve() : this.pause.sleep(ms);
   }
 }
