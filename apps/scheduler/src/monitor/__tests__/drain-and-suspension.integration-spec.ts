@@ -1,11 +1,9 @@
-import { useBackends } from '../../__tests__/support/backends';
-import { randomBytes } from 'node:crypto';
+import { testPublisher, useBackends } from '../../__tests__/support/backends';
 import pino from 'pino';
 import { JobName, jobFromOutboxRow, nodeKeys } from '@caas/queue-contracts';
 import type { DesiredSet, OutboxRow } from '@caas/queue-contracts';
-import { SecretBox } from '@caas/security';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
-import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
+import type { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
 import type { HandlerContext } from '../../placement/placement-worker';
 import { NodeDrainer } from '../node-drain';
 import { TenantSuspender } from '../tenant-suspension';
@@ -21,13 +19,7 @@ let publisher: DesiredSetPublisher;
 beforeEach(async () => {
   await backends.db.pool.query('TRUNCATE events, outbox, pods, nodes, tenants CASCADE');
   prefix = uniqueRedisPrefix('drain-suspension');
-  publisher = new DesiredSetPublisher({
-    pool: backends.db.pool,
-    redis: backends.redis,
-    prefix,
-    log,
-    secrets: new SecretBox(randomBytes(32)),
-  });
+  publisher = testPublisher(backends, prefix);
 });
 
 afterEach(async () => {

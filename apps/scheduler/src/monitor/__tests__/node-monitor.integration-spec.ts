@@ -1,14 +1,12 @@
-import { useBackends } from '../../__tests__/support/backends';
-import { randomBytes } from 'node:crypto';
+import { testPublisher, useBackends } from '../../__tests__/support/backends';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
 import { parsePodEventMessage, podEventChannel } from '@caas/log-stream-contract';
 import { JobName, jobFromOutboxRow, nodeKeys } from '@caas/queue-contracts';
 import type { OutboxRow } from '@caas/queue-contracts';
-import { SecretBox } from '@caas/security';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
-import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
+import type { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
 import { NodeMonitor } from '../node-monitor';
 import { seedNode, seedPod, seedTenant } from './seed';
 
@@ -33,13 +31,7 @@ afterEach(async () => {
 });
 
 function monitor(liveness?: { graceMs: number }): NodeMonitor {
-  const publisher = new DesiredSetPublisher({
-    pool: backends.db.pool,
-    redis: backends.redis,
-    prefix,
-    log,
-    secrets: new SecretBox(randomBytes(32)),
-  });
+  const publisher = testPublisher(backends, prefix);
   publishers.push(publisher);
   return new NodeMonitor({
     pool: backends.db.pool,

@@ -1,5 +1,5 @@
-import { useBackends } from '../../__tests__/support/backends';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { testPublisher, useBackends } from '../../__tests__/support/backends';
+import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -7,8 +7,6 @@ import { fitsOnNode } from '@caas/placement';
 import type { Job } from '@caas/queue-contracts';
 import { JobName, QueueName, jobOptionsFor } from '@caas/queue-contracts';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
-import { SecretBox } from '@caas/security';
-import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
 import { PlacementWorker } from '../placement-worker';
 
 jest.setTimeout(60_000);
@@ -55,13 +53,7 @@ async function startWorkers(count: number, retryDelayMs: number): Promise<void> 
       concurrency: 8,
       settings: { vmOverheadMiB: OVERHEAD, topK: 3 },
       retryDelayMs,
-      publisher: new DesiredSetPublisher({
-        pool: backends.db.pool,
-        redis: backends.redis,
-        prefix,
-        log: pino({ level: 'silent' }),
-        secrets: new SecretBox(randomBytes(32)),
-      }),
+      publisher: testPublisher(backends, prefix),
     });
     workers.push(worker);
     worker.start();

@@ -1,14 +1,12 @@
-import { useBackends } from '../../__tests__/support/backends';
-import { randomBytes } from 'node:crypto';
+import { testPublisher, useBackends } from '../../__tests__/support/backends';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { Job } from '@caas/queue-contracts';
 import { JobName, QueueName, jobIdFor } from '@caas/queue-contracts';
-import { SecretBox } from '@caas/security';
 import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
 import { OVERHEAD, seedNode, seedPod, seedTenant } from '../../monitor/__tests__/seed';
-import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
+import type { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
 import type { ControlPlaneQueues } from '../../outbox/outbox-relay';
 import { closeControlPlaneQueues, createControlPlaneQueues } from '../../queues/control-plane-queues';
 import type { ReconcilerOptions } from '../reconciler';
@@ -25,13 +23,7 @@ let queues: ControlPlaneQueues;
 beforeEach(async () => {
   await backends.db.pool.query('TRUNCATE events, outbox, pods, nodes, tenants CASCADE');
   prefix = uniqueRedisPrefix('reconciler');
-  publisher = new DesiredSetPublisher({
-    pool: backends.db.pool,
-    redis: backends.redis,
-    prefix,
-    log,
-    secrets: new SecretBox(randomBytes(32)),
-  });
+  publisher = testPublisher(backends, prefix);
   queues = createControlPlaneQueues(backends.redis, prefix, log);
 });
 
