@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { TestDatabase } from '@caas/testing';
 import { createTestDatabase, testRedisUrl } from '@caas/testing';
 import { issueToken } from '@caas/security';
-import type { AppProcess } from './support/processes';
-import { freePort, startApp, waitFor } from './support/processes';
+import type { AppProcess } from '@caas/cluster-harness';
+import { freePort, startApp, waitFor } from '@caas/cluster-harness';
 
 jest.setTimeout(60_000);
 

@@ -2,13 +2,9 @@
 // and one real agent (QEMU, TCG here) on a fresh database and Redis prefix; the image comes from a local registry
 // (scripts/demo-registry.sh).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '@caas/testing';
-import type { AppProcess } from './support/processes';
-import { freePort, startApp } from './support/processes';
-import { Cluster, waitFor } from './support/cluster';
+import { AgentHost, Cluster, freePort, waitFor } from '@caas/cluster-harness';
 
 jest.setTimeout(600_000);
 
@@ -16,8 +12,7 @@ const POD = `id name phase reason message nodeName ip accelerator containers { n
 
 // A real lease grace period: an agent restarted within it keeps its pods.
 const cluster = new Cluster({ schedulers: 1, label: 'first-pod', leaseGraceMs: 10_000 });
-let agent: AppProcess | undefined;
-let stateDir: string;
+let host: AgentHost | undefined;
 let registryPort: number;
 let image: string;
 
@@ -27,69 +22,21 @@ const registry = (command: 'push' | 'stop'): string =>
     encoding: 'utf8',
   }).trim();
 
-/** QEMU processes running now (the agent's VMs); pgrep exits 1 when nothing matches. */
-const qemuCount = (): number => {
-  try {
-    return Number(execFileSync('pgrep', ['-c', '-f', 'qemu-system-x86_64'], { encoding: 'utf8' }).trim());
-  } catch {
-    return 0;
-  }
-};
-
-/** The agent process on this host's state directory (a join token only for the first start). */
-function startAgent(joinToken?: string): AppProcess {
-  return startApp('agent', {
-    API_URL: cluster.apiUrl,
-    REDIS_URL: cluster.redisUrl,
-    STATE_DIR: stateDir,
-    ...(joinToken && { JOIN_TOKEN: joinToken }),
-    NODE_NAME: 'e2e-host',
-    NODE_VCPUS: '4',
-    NODE_MEMORY_MIB: '4096',
-    NODE_PODS: '8',
-    ALLOW_TCG: 'true',
-    GUEST_KERNEL: join(repoRoot(), 'dist/guest/kernel'),
-    GUEST_INITRD: join(repoRoot(), 'dist/guest/initrd.cpio'),
-    IMAGE_CACHE_LIMIT_BYTES: String(2 * 2 ** 30),
-    LOG_LEVEL: 'info',
-  });
-}
+/** The host's VMs running now. */
+const vmCount = (): number => host?.vmPids().length ?? 0;
 
 beforeAll(async () => {
   registryPort = await freePort();
   image = registry('push');
   await cluster.start();
-  stateDir = mkdtempSync(join(tmpdir(), 'caas-agent-'));
-  const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
-  agent = startAgent(issued.createNodeJoinToken.token as string);
-  await waitFor(
-    async () =>
-      (await cluster.query<{ status: string }>(`SELECT status FROM nodes WHERE name = 'e2e-host'`))[0]?.status ===
-      'READY',
-    120_000,
-    'the agent to join and be READY',
-  ).catch((error: unknown) => {
-    throw new Error(`${String(error)}\n--- agent\n${agent?.output() ?? ''}`);
-  });
+  host = await AgentHost.join(cluster, { name: 'e2e-host' });
 }, 300_000);
 
 afterAll(async () => {
-  if (agent && agent.child.exitCode === null) {
-    agent.child.kill('SIGTERM');
-    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 15_000))]);
-    if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
-  }
+  // A stopped agent leaves its VMs running (by design): destroy kills them too, also after a half-failed run.
+  await host?.destroy();
   await cluster.stop();
   if (registryPort) registry('stop');
-  // A stopped agent leaves its VMs running (by design); a test that failed half-way may have left some.
-  if (stateDir) {
-    try {
-      execFileSync('pkill', ['-KILL', '-f', `qemu-system-x86_64 .*${stateDir}/`]);
-    } catch {
-      // none left
-    }
-    rmSync(stateDir, { recursive: true, force: true });
-  }
 }, 120_000);
 
 /** Creates a one-container pod for the tenant and returns its id. */
@@ -129,7 +76,7 @@ async function reasonsOf(podId: string): Promise<string[]> {
 
 describe('the first pod, end to end', () => {
   it('createPod → RUNNING on the host with its IP → stopPod → STOPPED → startPod → RUNNING → deletePod → gone', async () => {
-    const before = qemuCount();
+    const before = vmCount();
     const tenant = await cluster.tenant('first');
     const created = await cluster.ok(
       tenant.token,
@@ -151,7 +98,7 @@ describe('the first pod, end to end', () => {
       (await cluster.ok(tenant.token, `query ($id: ID!) { pod(id: $id) { ${POD} } }`, { id })).pod;
     const phase = (want: string, what: string) =>
       waitFor(async () => (await get())?.phase === want, 240_000, what).catch(async (error: unknown) => {
-        throw new Error(`${String(error)}: ${JSON.stringify(await get())}\n--- agent\n${agent?.output().slice(-4000)}`);
+        throw new Error(`${String(error)}: ${JSON.stringify(await get())}\n--- agent\n${host?.output().slice(-4000)}`);
       });
 
     await phase('RUNNING', 'the pod RUNNING');
@@ -162,7 +109,7 @@ describe('the first pod, end to end', () => {
       ['one', 'RUNNING'],
       ['two', 'RUNNING'],
     ]);
-    expect(qemuCount()).toBe(before + 1);
+    expect(vmCount()).toBe(before + 1);
     // Both containers' output through podLogs, stdout told apart from stderr.
     await waitFor(
       async () => {
@@ -175,13 +122,13 @@ describe('the first pod, end to end', () => {
       "both containers' first lines in podLogs",
     ).catch(async (error: unknown) => {
       throw new Error(
-        `${String(error)}: ${JSON.stringify(await logsOf(tenant.token, id))}\n${agent?.output().slice(-3000)}`,
+        `${String(error)}: ${JSON.stringify(await logsOf(tenant.token, id))}\n${host?.output().slice(-3000)}`,
       );
     });
 
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { stopPod(id: $id) { id } }', { id });
     await phase('STOPPED', 'the pod STOPPED');
-    await waitFor(async () => qemuCount() === before, 60_000, 'the VM gone after stopPod');
+    await waitFor(async () => vmCount() === before, 60_000, 'the VM gone after stopPod');
 
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { startPod(id: $id) { id } }', { id });
     await phase('RUNNING', 'the pod RUNNING again');
@@ -193,7 +140,7 @@ describe('the first pod, end to end', () => {
       return answer.errors?.[0]?.extensions.code === 'NOT_FOUND';
     };
     await waitFor(gone, 240_000, 'the pod gone (NOT_FOUND)');
-    await waitFor(async () => qemuCount() === before, 60_000, 'no VM left on the host');
+    await waitFor(async () => vmCount() === before, 60_000, 'no VM left on the host');
     const events = await cluster.query<{ reason: string }>(
       `SELECT reason FROM events WHERE "tenantId" = $1 ORDER BY id`,
       [tenant.tenantId],
@@ -208,25 +155,23 @@ describe('the first pod, end to end', () => {
     });
     await waitFor(async () => (await podOf(tenant.token, id)).phase === 'RUNNING', 240_000, 'the pod RUNNING');
     await waitFor(async () => (await logsOf(tenant.token, id)).length >= 2, 60_000, 'its first lines shipped');
-    const vms = qemuCount();
-    const killed = agent as AppProcess;
-    killed.child.kill('SIGKILL');
-    await killed.exited;
-    expect(qemuCount()).toBe(vms); // the VM outlives its agent
+    const vms = vmCount();
+    await host?.kill('SIGKILL');
+    expect(vmCount()).toBe(vms); // the VM outlives its agent
     const lastBefore = Math.max(0, ...(await logsOf(tenant.token, id)).map((l) => Number(l.line.split(' ')[1])));
     await new Promise((resolve) => setTimeout(resolve, 3_000)); // the pod keeps printing meanwhile
-    agent = startAgent();
+    host?.start();
     await waitFor(
-      async () => agent?.output().includes('"adopted":1') === true,
+      async () => host?.output().includes('"adopted":1') === true,
       60_000,
       'the restarted agent to adopt the VM',
     ).catch((error: unknown) => {
-      throw new Error(`${String(error)}\n--- agent\n${agent?.output() ?? ''}`);
+      throw new Error(`${String(error)}\n--- agent\n${host?.output() ?? ''}`);
     });
     // Still the same pod on the same node, with no second VM, and the node keeps its lease.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     expect(await podOf(tenant.token, id)).toMatchObject({ phase: 'RUNNING', nodeName: 'e2e-host' });
-    expect(qemuCount()).toBe(vms);
+    expect(vmCount()).toBe(vms);
     const [node] = await cluster.query<{ status: string; epoch: number }>(
       `SELECT status, epoch FROM nodes WHERE name = 'e2e-host'`,
     );
@@ -239,7 +184,7 @@ describe('the first pod, end to end', () => {
     expect(ticks).toEqual(expect.arrayContaining(whileDead));
     expect(ticks).toEqual([...ticks].sort((x, y) => x - y));
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
-    await waitFor(async () => qemuCount() === vms - 1, 60_000, 'the VM gone after deletePod');
+    await waitFor(async () => vmCount() === vms - 1, 60_000, 'the VM gone after deletePod');
   });
 
   it('restarts a container that exits 3 under ON_FAILURE with backoff; under NEVER the pod ends FAILED with code 3', async () => {

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import type { NodeJoinResponse } from '@caas/queue-contracts';
 import { joinCluster } from '@caas/node-client';
 import { tsRegisterPath } from '@caas/testing';
-import { Cluster, waitFor } from './support/cluster';
+import { Cluster, waitFor } from '@caas/cluster-harness';
 
 jest.setTimeout(300_000);
 

@@ -1,4 +1,4 @@
-// A control plane for end-to-end tests: the built API and N scheduler processes on one test database and one
+// A control plane for end-to-end tests and benchmarks: the built API and N scheduler processes on one test database and one
 // Redis prefix, plus simulated nodes that join through the API and speak the real node contract over their own
 // Redis ACL users.
 import { randomBytes } from 'node:crypto';
