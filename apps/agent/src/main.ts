@@ -8,6 +8,7 @@ import { loadAgentConfig, type AgentConfig } from './config/agent-config';
 import { checkHost, type DoctorReport } from './doctor/doctor';
 import { IdentityError, loadOrJoin } from './identity/identity';
 import { LogShipping } from './logs/log-shipper';
+import { ensureHostNetns } from './runtime/host-netns';
 import { PodRuntime } from './runtime/pod-runtime';
 
 const EX_UNAVAILABLE = 69;
@@ -37,11 +38,15 @@ async function daemon(config: AgentConfig): Promise<void> {
     process.exitCode = EX_UNAVAILABLE;
     return;
   }
+  const netns = config.HOST_NETNS === undefined ? undefined : await ensureHostNetns(config.HOST_NETNS);
+  if (netns) log.info({ netns }, 'VMs run in the host network namespace');
   const sandboxes = await SandboxManager.open({
     stateDir: join(config.STATE_DIR, 'vms'),
     kernel: config.GUEST_KERNEL,
     initrd: config.GUEST_INITRD,
     allowTcg: config.ALLOW_TCG,
+    uidRange: { base: config.VM_UID_BASE, count: config.VM_UID_COUNT },
+    netns,
   });
   log.info({ accelerator: sandboxes.accelerator }, 'accelerator chosen');
   if (sandboxes.accelerator.accel === 'tcg') log.warn('running VMs under TCG: not a security boundary');

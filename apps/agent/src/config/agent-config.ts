@@ -69,6 +69,21 @@ const schema = z
       .default(20 * 1024 * 1024 * 1024),
     /** Destroy every VM when reports cannot be written for longer than the lease grace period. */
     SELF_FENCE: flag(true),
+    /**
+     * A network namespace (by `ip netns` name) the agent creates if missing and runs its VMs in: a simulated host
+     * of infra/topology. Unset on a real host, whose VMs run in the host's own namespace.
+     */
+    HOST_NETNS: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_.-]{0,31}$/, 'must be a name: a-z, 0-9, _ . -, at most 32 characters')
+      .optional(),
+    /** The uids the VMs run as: VM_UID_BASE … VM_UID_BASE + VM_UID_COUNT - 1 (agents sharing a machine need their own). */
+    VM_UID_BASE: z.coerce
+      .number({ message: 'must be a number' })
+      .int()
+      .min(1000, 'must be at least 1000')
+      .default(420_000),
+    VM_UID_COUNT: z.coerce.number({ message: 'must be a number' }).int().min(1).max(1_000_000).default(10_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .transform((env) => {

@@ -286,7 +286,7 @@ export function checkTools(tools: Record<string, boolean>): HostCheck {
     return fail(
       'tools',
       `not on PATH: ${missing.join(', ')} (the VM launch execs them)`,
-      'apt-get install -y util-linux',
+      'apt-get install -y util-linux iproute2',
     );
   }
   return pass('tools', `${Object.keys(tools).join(', ')} found`);
@@ -464,21 +464,24 @@ async function acceleratorProbe(settings: DoctorSettings, kernel: FileFacts): Pr
 
 /** Looks at the real host. */
 export async function probeHost(settings: DoctorSettings): Promise<ProbeResults> {
-  const [qemu, kernel, initrd, nftVersion, nftCheck, cgroup, tun, disk, setpriv, prlimit] = await Promise.all([
-    run(settings.qemuBinary, ['--version']),
-    fileFacts(settings.guestKernel),
-    fileFacts(settings.guestInitrd),
-    run('nft', ['--version']),
-    run('nft', ['-c', '-f', '-'], NFT_PROBE_RULESET),
-    cgroupFacts(settings.cgroupRoot),
-    stat('/dev/net/tun').then(
-      (s) => ({ exists: true, isCharacterDevice: s.isCharacterDevice() }),
-      () => ({ exists: false, isCharacterDevice: false }),
-    ),
-    diskFacts(settings.stateDir),
-    onPath('setpriv'),
-    onPath('prlimit'),
-  ]);
+  const [qemu, kernel, initrd, nftVersion, nftCheck, cgroup, tun, disk, setpriv, prlimit, nsenter, ip] =
+    await Promise.all([
+      run(settings.qemuBinary, ['--version']),
+      fileFacts(settings.guestKernel),
+      fileFacts(settings.guestInitrd),
+      run('nft', ['--version']),
+      run('nft', ['-c', '-f', '-'], NFT_PROBE_RULESET),
+      cgroupFacts(settings.cgroupRoot),
+      stat('/dev/net/tun').then(
+        (s) => ({ exists: true, isCharacterDevice: s.isCharacterDevice() }),
+        () => ({ exists: false, isCharacterDevice: false }),
+      ),
+      diskFacts(settings.stateDir),
+      onPath('setpriv'),
+      onPath('prlimit'),
+      onPath('nsenter'),
+      onPath('ip'),
+    ]);
   const accelerator = await acceleratorProbe(settings, kernel);
   return {
     qemu,
@@ -491,7 +494,12 @@ export async function probeHost(settings: DoctorSettings): Promise<ProbeResults>
     tun,
     disk,
     uid: process.getuid?.() ?? -1,
-    tools: { setpriv: setpriv !== undefined, prlimit: prlimit !== undefined },
+    tools: {
+      setpriv: setpriv !== undefined,
+      prlimit: prlimit !== undefined,
+      nsenter: nsenter !== undefined,
+      ip: ip !== undefined,
+    },
   };
 }
 

@@ -17,7 +17,7 @@ export interface AgentHostOptions {
   capacity?: Capacity;
   /** HOST_NETNS: the host network namespace the agent creates and runs its VMs in. */
   netns?: string;
-  /** VM_UID_BASE: agents sharing one machine need disjoint VM uid ranges. */
+  /** VM_UID_BASE (with VM_UID_COUNT 1000): agents sharing one machine need disjoint VM uid ranges. */
   vmUidBase?: number;
   /** Extra agent environment. */
   env?: Record<string, string>;
@@ -74,7 +74,7 @@ export class AgentHost {
       IMAGE_CACHE_LIMIT_BYTES: String(2 * 2 ** 30),
       LOG_LEVEL: 'info',
       ...(this.options.netns && { HOST_NETNS: this.options.netns }),
-      ...(this.options.vmUidBase && { VM_UID_BASE: String(this.options.vmUidBase) }),
+      ...(this.options.vmUidBase && { VM_UID_BASE: String(this.options.vmUidBase), VM_UID_COUNT: '1000' }),
       ...this.options.env,
     });
     return this.current;

@@ -33,6 +33,8 @@ export interface SandboxManagerOptions {
   allowTcg: boolean;
   qemuBinary?: string;
   uidRange?: UidRange;
+  /** A network namespace file (`/run/netns/<name>`) every VM runs in; default the agent's own namespace. */
+  netns?: string;
   /** QEMU exec → guest agent answers. Default 60 s (TCG on a loaded 2-core host needs a lot of it). */
   bootTimeoutMs?: number;
   /** Host memory QEMU may use beyond guest RAM (TCG's code buffer, QEMU itself). Default 256 MiB. */
@@ -139,6 +141,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         uid,
         gid: uid,
         qemuBinary: this.options.qemuBinary,
+        netns: this.options.netns,
         cgroup: {
           cpuMillis: spec.vcpus * 1000 + 250,
           memoryBytes: (spec.memoryMiB + (this.options.vmOverheadMiB ?? 256)) * 1024 * 1024,

@@ -11,7 +11,10 @@ describe('agent configuration', () => {
       ALLOW_TCG: false,
       SELF_FENCE: true,
       LOG_LEVEL: 'info',
+      VM_UID_BASE: 420_000,
+      VM_UID_COUNT: 10_000,
     });
+    expect(config.HOST_NETNS).toBeUndefined();
     expect(config.JOIN_TOKEN).toBeUndefined();
     expect(config.NODE_NAME).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
     expect(config.NODE_VCPUS).toBeGreaterThan(0);
@@ -33,8 +36,14 @@ describe('agent configuration', () => {
         SELF_FENCE: 'false',
         GUEST_KERNEL: '/opt/guest/kernel',
         JOIN_TOKEN: 'a'.repeat(32),
+        HOST_NETNS: 'caas-host-b',
+        VM_UID_BASE: '430000',
+        VM_UID_COUNT: '1000',
       }),
     ).toMatchObject({
+      HOST_NETNS: 'caas-host-b',
+      VM_UID_BASE: 430_000,
+      VM_UID_COUNT: 1000,
       NODE_NAME: 'host-1',
       NODE_VCPUS: 8,
       NODE_MEMORY_MIB: 16384,
@@ -60,5 +69,12 @@ describe('agent configuration', () => {
         REDIS_URL: 'http://x',
       }),
     ).toThrow(/NODE_VCPUS[\s\S]*ALLOW_TCG|ALLOW_TCG[\s\S]*NODE_VCPUS/);
+  });
+
+  it('refuses a host namespace name that is a path or an option, and a VM uid range at root', () => {
+    for (const HOST_NETNS of ['../etc', '-n', 'a/b', 'x'.repeat(33)]) {
+      expect(() => loadAgentConfig({ API_URL: 'http://x', HOST_NETNS })).toThrow(/HOST_NETNS/);
+    }
+    expect(() => loadAgentConfig({ API_URL: 'http://x', VM_UID_BASE: '0' })).toThrow(/VM_UID_BASE/);
   });
 });

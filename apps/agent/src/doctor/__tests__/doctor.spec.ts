@@ -29,7 +29,7 @@ function healthy(): ProbeResults {
     tun: { exists: true, isCharacterDevice: true },
     disk: { path: settings.stateDir, freeBytes: 50 * 1024 ** 3, totalBytes: 100 * 1024 ** 3 },
     uid: 0,
-    tools: { setpriv: true, prlimit: true },
+    tools: { setpriv: true, prlimit: true, nsenter: true, ip: true },
   };
 }
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { assertAccessibleBy } from './access';
@@ -31,6 +31,11 @@ export interface LaunchOptions {
   cgroupLayout?: CgroupLayout;
   /** Default `qemu-system-x86_64` (resolved on PATH by the shell). */
   qemuBinary?: string;
+  /**
+   * A network namespace file (`/run/netns/<name>`) QEMU runs in (the host namespace of a simulated host); default
+   * the agent's own namespace.
+   */
+  netns?: string;
   /**
    * RLIMIT_FSIZE of QEMU, with SIGXFSZ ignored: the guest console log (and QEMU's own log) stop growing at this
    * size instead of filling the host disk; QEMU keeps running. Default 64 MiB.
@@ -66,8 +71,9 @@ export const CGROUP_JOIN_FAILED_EXIT = 125;
 const SAFE_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
- * The launch command (pure): a shell joins every cgroup as itself, ignores SIGXFSZ, and execs prlimit (file
- * size cap, no core dumps: a QEMU core holds guest memory), which execs setpriv (the VM's uid/gid, no
+ * The launch command (pure): a shell joins every cgroup as itself, ignores SIGXFSZ, execs nsenter into the
+ * network namespace when one is given, then prlimit (file size cap, no core dumps: a QEMU core holds guest
+ * memory), which execs setpriv (the VM's uid/gid, no
  * supplementary groups, no_new_privs, no capabilities in any set), which execs QEMU. Every exec keeps the pid,
  * so QEMU is in its cgroup before it runs any code, let alone guest code.
  */
@@ -78,6 +84,7 @@ export function buildLaunchCommand(options: {
   qemuBinary: string;
   args: readonly string[];
   maxLogBytes: number;
+  netns?: string;
 }): { file: string; args: string[] } {
   const script =
     'for f do [ "$f" = -- ] && break; echo $$ > "$f" || exit ' +
@@ -90,6 +97,7 @@ export function buildLaunchCommand(options: {
       'sh',
       ...options.procsFiles,
       '--',
+      ...(options.netns === undefined ? [] : ['nsenter', `--net=${options.netns}`, '--']),
       'prlimit',
       `--fsize=${options.maxLogBytes}:${options.maxLogBytes}`,
       '--core=0:0',
@@ -216,6 +224,7 @@ export async function launchQemu(options: LaunchOptions): Promise<VmHandle> {
   if (!Number.isSafeInteger(maxLogBytes) || maxLogBytes < 4096) {
     throw new VmmError('INVALID_SPEC', `maxLogBytes must be an integer of at least 4096, got ${maxLogBytes}`);
   }
+  if (options.netns !== undefined) await assertNetns(options.netns);
   const layout = options.cgroupLayout ?? (await defaultCgroupLayout());
   const plan = planCgroup(layout, id, options.cgroup);
 
@@ -244,6 +253,7 @@ export async function launchQemu(options: LaunchOptions): Promise<VmHandle> {
       qemuBinary: options.qemuBinary ?? 'qemu-system-x86_64',
       args: options.args,
       maxLogBytes,
+      netns: options.netns,
     });
     // stdio[i] becomes fd i in the child: the passed files land at FIRST_PASSED_FD (3), 4, …
     const child = spawn(command.file, command.args, {
@@ -290,6 +300,19 @@ export async function launchQemu(options: LaunchOptions): Promise<VmHandle> {
   } finally {
     await log?.close();
     await Promise.all(passed.map((h) => h.close()));
+  }
+}
+
+/** A network namespace file: absolute, and a mounted namespace (not a stale or plain file). */
+async function assertNetns(path: string): Promise<void> {
+  if (!/^\/[A-Za-z0-9_./-]+$/.test(path) || path.split('/').includes('..')) {
+    throw new VmmError('INVALID_SPEC', `netns must be an absolute path such as /run/netns/<name>, got ${path}`);
+  }
+  const own = await stat('/proc/self/ns/net');
+  const target = await stat(path).catch(() => undefined);
+  // A bind-mounted namespace file lives on nsfs: same device as our own namespace file, and never a regular file's.
+  if (target === undefined || target.dev !== own.dev) {
+    throw new VmmError('LAUNCH_FAILED', `${path} is not a network namespace (ip netns add <name> creates one)`);
   }
 }
 

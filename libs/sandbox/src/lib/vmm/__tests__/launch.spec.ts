@@ -44,6 +44,19 @@ describe('buildLaunchCommand (pure)', () => {
     ]);
   });
 
+  it('enters the network namespace it is given before anything else runs', () => {
+    const command = buildLaunchCommand({
+      procsFiles: ['/cg/caas/p/cgroup.procs'],
+      uid: 420001,
+      gid: 420001,
+      qemuBinary: 'qemu-system-x86_64',
+      args: [],
+      maxLogBytes: 4096,
+      netns: '/run/netns/host-a',
+    });
+    expect(command.args.slice(5, 9)).toEqual(['nsenter', '--net=/run/netns/host-a', '--', 'prlimit']);
+  });
+
   describe('its shell script', () => {
     let tmp: string;
     beforeEach(() => {
@@ -136,6 +149,9 @@ describe('launchQemu validation (nothing is created)', () => {
     ['args for another dir', { dir: '/var/lib/caas/vms/pod-2' }, 'INVALID_SPEC'],
     ['a tiny log cap', { maxLogBytes: 10 }, 'INVALID_SPEC'],
     ['no CPU', { cgroup: { cpuMillis: 0, memoryBytes: 256 << 20 } }, 'INVALID_SPEC'],
+    ['a relative netns', { netns: 'run/netns/a' }, 'INVALID_SPEC'],
+    ['a netns that is not one', { netns: '/etc/hostname' }, 'LAUNCH_FAILED'],
+    ['a missing netns', { netns: '/run/netns/caas-no-such-namespace' }, 'LAUNCH_FAILED'],
   ])('refuses %s', async (_name, patch, code) => {
     const error = await launchQemu({ ...base, ...patch }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(VmmError);
