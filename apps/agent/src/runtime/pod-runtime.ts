@@ -5,7 +5,7 @@
  */
 import type { ContainerStatus } from '@caas/guest-protocol';
 import { isImageError, type Lease, type PulledImage } from '@caas/oci-images';
-import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec } from '@caas/sandbox';
+import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec, type SandboxTimings } from '@caas/sandbox';
 import type {
   DesiredPod,
   DesiredSet,
@@ -347,6 +347,7 @@ export class PodRuntime {
   private async startPod(set: DesiredSet, pod: PodEntry, signal: AbortSignal): Promise<void> {
     const desired = pod.desired;
     if (desired === undefined) return;
+    const workStartedAt = this.now();
     const images = desired.containers.map((c) => c.image);
     await this.send(pod, [event('NORMAL', 'Pulling', `Pulling ${[...new Set(images)].join(', ')}`)]);
     const pulled: PulledImage[] = [];
@@ -392,6 +393,7 @@ export class PodRuntime {
       return this.finishFailed(pod, 'InvalidSpec', errorMessage(error));
     }
     let sandbox: PodSandbox;
+    const pulledAt = this.now();
     try {
       sandbox = await this.options.sandboxes.create({
         id: pod.sandboxId,
@@ -426,6 +428,26 @@ export class PodRuntime {
     this.attach(pod, sandbox);
     const accel = accelOf(sandbox.accel);
     await this.send(pod, [event('NORMAL', 'Started', `Started the pod VM (${accel}) and its containers`)]);
+    // Where a start's time went (epoch ms; bench:e2e reads it): the boot is QEMU's exec → the guest agent's hello.
+    const timings = (sandbox as { timings?: SandboxTimings }).timings;
+    const bootMs = timings?.readyAt === undefined ? null : timings.readyAt - timings.launchedAt;
+    this.log(
+      'info',
+      {
+        podId: pod.podId,
+        placement: pod.placement,
+        accel,
+        bootMs,
+        pullMs: pulledAt - workStartedAt,
+        workStartedAt,
+        pulledAt,
+        launchedAt: timings?.launchedAt,
+        readyAt: timings?.readyAt,
+        containersStartedAt: timings?.containersStartedAt,
+        reportedAt: this.now(),
+      },
+      'pod VM booted',
+    );
     this.afterContainerChange(pod);
   }
 
