@@ -1,7 +1,8 @@
 // The first pod end to end: a tenant asks through GraphQL and a VM boots on this host. The built API, one scheduler
 // and one real agent (QEMU, TCG here) on a fresh database and Redis prefix; the image comes from a local registry
-// (scripts/demo-registry.sh).
+// (scripts/demo-registry.sh), and a second one that wants Basic auth for the private-image test.
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { repoRoot } from '@caas/testing';
 import { AgentHost, Cluster, freePort, waitFor } from '@caas/cluster-harness';
@@ -15,10 +16,15 @@ const cluster = new Cluster({ schedulers: 1, label: 'first-pod', leaseGraceMs: 1
 let host: AgentHost | undefined;
 let registryPort: number;
 let image: string;
+// The private registry: Basic auth from one user (htpasswd), on its own port and storage.
+const PRIVATE_USER = 'puller';
+const PRIVATE_PASSWORD = 'right-password';
+let privatePort: number;
+let privateImage: string;
 
-const registry = (command: 'push' | 'stop'): string =>
+const registry = (command: 'push' | 'stop', port = registryPort, auth?: string): string =>
   execFileSync('bash', [join(repoRoot(), 'scripts/demo-registry.sh'), command], {
-    env: { ...process.env, REGISTRY_PORT: String(registryPort) },
+    env: { ...process.env, REGISTRY_PORT: String(port), REGISTRY_AUTH: auth ?? '' },
     encoding: 'utf8',
   }).trim();
 
@@ -28,6 +34,8 @@ const vmCount = (): number => host?.vmPids().length ?? 0;
 beforeAll(async () => {
   registryPort = await freePort();
   image = registry('push');
+  privatePort = await freePort();
+  privateImage = registry('push', privatePort, `${PRIVATE_USER}:${PRIVATE_PASSWORD}`);
   await cluster.start();
   host = await AgentHost.join(cluster, { name: 'e2e-host' });
 }, 300_000);
@@ -37,6 +45,7 @@ afterAll(async () => {
   await host?.destroy();
   await cluster.stop();
   if (registryPort) registry('stop');
+  if (privatePort) registry('stop', privatePort);
 }, 120_000);
 
 /** Creates a one-container pod for the tenant and returns its id. */
@@ -67,6 +76,72 @@ async function logsOf(token: string, podId: string): Promise<LogLine[]> {
   return data.podLogs as LogLine[];
 }
 
+// `ws` (Mercurius' own WebSocket dependency, so nothing is added to the workspace) ships no types: the part of
+// its API used here.
+interface WsSocket {
+  send(data: string): void;
+  close(): void;
+  on(event: 'open', listener: () => void): void;
+  on(event: 'message', listener: (data: Buffer) => void): void;
+  on(event: 'close', listener: (code: number, reason: Buffer) => void): void;
+  on(event: 'error', listener: (error: Error) => void): void;
+}
+const { WebSocket } = createRequire(__filename)('ws') as {
+  WebSocket: new (url: string, protocols: string[]) => WsSocket;
+};
+
+interface Follower {
+  /** Every line received so far, in arrival order. */
+  lines: LogLine[];
+  /** Error frames, GraphQL errors and an early close: none expected. */
+  problems: string[];
+  close(): void;
+}
+
+/**
+ * Subscribes to the pod's lines (the podLogs subscription over graphql-transport-ws, as a client of the API
+ * would) and collects them as they arrive. Resolves once the server has acknowledged the connection and the
+ * subscription is sent.
+ */
+async function followLogs(token: string, podId: string): Promise<Follower> {
+  const socket = new WebSocket(`${cluster.apiUrl.replace(/^http/, 'ws')}/graphql`, ['graphql-transport-ws']);
+  const follower: Follower = { lines: [], problems: [], close: () => socket.close() };
+  const send = (message: object) => socket.send(JSON.stringify(message));
+  await new Promise<void>((resolve, reject) => {
+    socket.on('error', reject);
+    socket.on('close', (code, reason) => {
+      follower.problems.push(`closed ${code} ${reason.toString('utf8')}`);
+      reject(new Error(`the subscription connection closed: ${code} ${reason.toString('utf8')}`));
+    });
+    socket.on('open', () => send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } }));
+    socket.on('message', (data) => {
+      const frame = JSON.parse(data.toString('utf8')) as {
+        type: string;
+        payload?: { data?: { podLogs?: LogLine[] }; errors?: unknown[] } | unknown[];
+      };
+      if (frame.type === 'connection_ack') {
+        send({
+          type: 'subscribe',
+          id: '1',
+          payload: {
+            query: 'subscription ($id: ID!) { podLogs(podId: $id) { container stream line timestamp } }',
+            variables: { id: podId },
+          },
+        });
+        resolve();
+      } else if (frame.type === 'ping') {
+        send({ type: 'pong' });
+      } else if (frame.type === 'next' && frame.payload !== undefined && !Array.isArray(frame.payload)) {
+        if (frame.payload.errors !== undefined) follower.problems.push(JSON.stringify(frame.payload.errors));
+        follower.lines.push(...(frame.payload.data?.podLogs ?? []));
+      } else if (frame.type === 'error' || frame.type === 'complete') {
+        follower.problems.push(JSON.stringify(frame));
+      }
+    });
+  });
+  return follower;
+}
+
 async function reasonsOf(podId: string): Promise<string[]> {
   const rows = await cluster.query<{ reason: string }>(`SELECT reason FROM events WHERE "podId" = $1 ORDER BY id`, [
     podId,
@@ -88,12 +163,14 @@ describe('the first pod, end to end', () => {
           memoryMiB: 256,
           containers: [
             { name: 'one', image, command: ['/bin/sh', '-c', 'echo one; while true; do sleep 1; done'] },
-            { name: 'two', image, command: ['/bin/sh', '-c', 'echo two; while true; do sleep 1; done'] },
+            { name: 'two', image, command: ['/bin/sh', '-c', 'echo two >&2; while true; do sleep 1; done'] },
           ],
         },
       },
     );
     const id = created.createPod.id as string;
+    // Subscribed before the VM boots: every line the containers write arrives live.
+    const follower = await followLogs(tenant.token, id);
     const get = async () =>
       (await cluster.ok(tenant.token, `query ($id: ID!) { pod(id: $id) { ${POD} } }`, { id })).pod;
     const phase = (want: string, what: string) =>
@@ -110,21 +187,31 @@ describe('the first pod, end to end', () => {
       ['two', 'RUNNING'],
     ]);
     expect(vmCount()).toBe(before + 1);
-    // Both containers' output through podLogs, stdout told apart from stderr.
-    await waitFor(
-      async () => {
-        const lines = await logsOf(tenant.token, id);
-        return ['one', 'two'].every((c) =>
-          lines.some((l) => l.container === c && l.line === c && l.stream === 'STDOUT'),
+    // Both containers' output through the podLogs subscription and the podLogs query, stdout told apart from
+    // stderr: `one` writes to stdout, `two` to stderr.
+    const expected = [
+      { container: 'one', stream: 'STDOUT', line: 'one' },
+      { container: 'two', stream: 'STDERR', line: 'two' },
+    ];
+    const both = (lines: LogLine[]) =>
+      expected.every((want) => lines.some((l) => l.container === want.container && l.line === want.line));
+    await waitFor(async () => both(follower.lines), 60_000, "both containers' first lines on the subscription").catch(
+      (error: unknown) => {
+        throw new Error(
+          `${String(error)}: ${JSON.stringify(follower)}\n${host?.output().slice(-3000)}\n${cluster.output().slice(-3000)}`,
         );
       },
-      60_000,
-      "both containers' first lines in podLogs",
-    ).catch(async (error: unknown) => {
-      throw new Error(
-        `${String(error)}: ${JSON.stringify(await logsOf(tenant.token, id))}\n${host?.output().slice(-3000)}`,
-      );
-    });
+    );
+    follower.close();
+    expect(follower.problems).toEqual([]);
+    expect(follower.lines.map(({ container, stream, line }) => ({ container, stream, line }))).toEqual(
+      expect.arrayContaining(expected),
+    );
+    expect(follower.lines.every((l) => !Number.isNaN(Date.parse(l.timestamp)))).toBe(true);
+    await waitFor(async () => both(await logsOf(tenant.token, id)), 60_000, "both containers' first lines in podLogs");
+    expect(
+      (await logsOf(tenant.token, id)).map(({ container, stream, line }) => ({ container, stream, line })),
+    ).toEqual(expect.arrayContaining(expected));
 
     await cluster.ok(tenant.token, 'mutation ($id: ID!) { stopPod(id: $id) { id } }', { id });
     await phase('STOPPED', 'the pod STOPPED');
@@ -223,5 +310,60 @@ describe('the first pod, end to end', () => {
       expect({ reason: pod.reason, message: pod.message }).toEqual({ reason, message: expect.any(String) });
     }
     expect((await podOf(tenant.token, noImage)).message).toContain('does-not-exist');
+  });
+
+  it('a private image: no credential, then a wrong password → FAILED naming the registry that refused; the right credential → RUNNING', async () => {
+    const tenant = await cluster.tenant('private');
+    const registryHost = `127.0.0.1:${privatePort}`;
+    const credential = async (secret: string) =>
+      (
+        await cluster.ok(
+          tenant.token,
+          'mutation ($input: CreateRegistryCredentialInput!) { createRegistryCredential(input: $input) { id registry } }',
+          { input: { registry: registryHost, username: PRIVATE_USER, secret } },
+        )
+      ).createRegistryCredential as { id: string; registry: string };
+    const ends = async (name: string, phase: 'FAILED' | 'RUNNING') => {
+      const id = await createPod(tenant.token, name, { image: privateImage }, 'NEVER');
+      await waitFor(async () => (await podOf(tenant.token, id)).phase === phase, 240_000, `${name} ${phase}`).catch(
+        async (error: unknown) => {
+          throw new Error(`${String(error)}: ${JSON.stringify(await podOf(tenant.token, id))}`);
+        },
+      );
+      return { id, ...(await podOf(tenant.token, id)) };
+    };
+
+    // No credential: the registry wants some, and the tenant is told to add one.
+    const anonymous = await ends('anonymous', 'FAILED');
+    expect(anonymous.reason).toBe('ImagePullUnauthorized');
+    expect(anonymous.message).toContain(registryHost);
+    expect(anonymous.message).toContain('the registry wants credentials');
+    expect(anonymous.message).toContain('add or fix a registry credential');
+
+    // A wrong password: the registry refused the credentials given, and says which registry.
+    const wrong = await credential('wrong-password');
+    expect(wrong.registry).toBe(registryHost);
+    const refused = await ends('wrong-password', 'FAILED');
+    expect(refused.reason).toBe('ImagePullUnauthorized');
+    expect(refused.message).toContain(registryHost);
+    expect(refused.message).toContain('the registry refused the credentials');
+    expect(refused.message).not.toContain('wrong-password'); // the secret never shows
+    expect(await reasonsOf(refused.id)).toEqual(expect.arrayContaining(['Pulling', 'ImagePullUnauthorized']));
+
+    // The right one (replacing the wrong one): the same image pulls and runs, so the registry itself works.
+    await cluster.ok(tenant.token, 'mutation ($id: ID!) { deleteRegistryCredential(id: $id) { id } }', {
+      id: wrong.id,
+    });
+    await credential(PRIVATE_PASSWORD);
+    const pulled = await ends('right-password', 'RUNNING');
+    expect(pulled.containers[0]).toMatchObject({ name: 'main', phase: 'RUNNING' });
+    await waitFor(
+      async () => (await logsOf(tenant.token, pulled.id)).some((l) => l.line === 'hello from a caas pod'),
+      60_000,
+      "the private image's output",
+    );
+    for (const { id } of [anonymous, refused, pulled]) {
+      await cluster.ok(tenant.token, 'mutation ($id: ID!) { deletePod(id: $id) { id } }', { id });
+    }
   });
 });
