@@ -5,6 +5,7 @@
 #                                    # its storage, config, log and pid in .caas/registry-<port>/; idempotent
 #   scripts/demo-registry.sh push    # builds demo/busybox:1 (busybox-static, umoci) and pushes it (skopeo)
 #   scripts/demo-registry.sh stop
+#   scripts/demo-registry.sh purge   # stop, and remove its directory (tests on a random port: nothing piles up)
 #
 # With REGISTRY_AUTH=user:password (on start and push alike) the registry wants HTTP Basic auth from that one
 # user (a bcrypt htpasswd file, as a private registry would) and push sends those credentials. Registries on
@@ -125,9 +126,15 @@ stop() {
   rm -f "$PIDFILE"
 }
 
+purge() {
+  stop
+  rm -rf "$DIR"
+}
+
 case "${1:-}" in
   start) start ;;
   push) push ;;
   stop) stop ;;
-  *) die "usage: scripts/demo-registry.sh start|push|stop" ;;
+  purge) purge ;;
+  *) die "usage: scripts/demo-registry.sh start|push|stop|purge" ;;
 esac

@@ -22,7 +22,7 @@ const PRIVATE_PASSWORD = 'right-password';
 let privatePort: number;
 let privateImage: string;
 
-const registry = (command: 'push' | 'stop', port = registryPort, auth?: string): string =>
+const registry = (command: 'push' | 'purge', port = registryPort, auth?: string): string =>
   execFileSync('bash', [join(repoRoot(), 'scripts/demo-registry.sh'), command], {
     env: { ...process.env, REGISTRY_PORT: String(port), REGISTRY_AUTH: auth ?? '' },
     encoding: 'utf8',
@@ -44,8 +44,8 @@ afterAll(async () => {
   // A stopped agent leaves its VMs running (by design): destroy kills them too, also after a half-failed run.
   await host?.destroy();
   await cluster.stop();
-  if (registryPort) registry('stop');
-  if (privatePort) registry('stop', privatePort);
+  if (registryPort) registry('purge');
+  if (privatePort) registry('purge', privatePort);
 }, 120_000);
 
 /** Creates a one-container pod for the tenant and returns its id. */
