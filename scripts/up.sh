@@ -1,8 +1,40 @@
 #!/usr/bin/env bash
 # Brings the platform up on this host: PostgreSQL, Redis, migrations, the API, the scheduler and one node agent
 # (built, in the background), a demo tenant and a demo pod booted as a VM from a local registry, its status and
-# output. Re-running restarts the processes and keeps the data (and the pod).
+# output. Re-running restarts the processes and keeps the data (and the pod, started again if it is not running).
+#
+#   scripts/up.sh        # (npm run up) up, as above
+#   scripts/up.sh down   # stops what `up` started: the API, the scheduler, the agent, its VMs and the demo registry
+#                        # (the data stays; the next `up` starts the demo pod again)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Stops the process whose pid is in .caas/<name>.pid, waiting up to 10 s before SIGKILL.
+stop_pidfile() {
+  local pidfile="$STATE/$1.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    say "stopping the $1 (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+if [ "${1:-}" = down ]; then
+  for app in agent scheduler api; do stop_pidfile "$app"; done
+  # A stopped agent leaves its VMs running (by design): this host's are the QEMUs with files in .caas/agent.
+  if pkill -f "qemu-system-x86_64 .*$STATE/agent/"; then
+    say "stopping the agent's VMs"
+    for _ in $(seq 1 50); do pgrep -f "qemu-system-x86_64 .*$STATE/agent/" >/dev/null || break; sleep 0.2; done
+    pkill -KILL -f "qemu-system-x86_64 .*$STATE/agent/" || true
+  fi
+  bash "$ROOT/scripts/demo-registry.sh" stop
+  say "stopped; the data is kept (PostgreSQL database caas, .caas/): npm run up starts it all again"
+  exit 0
+fi
+[ -z "${1:-}" ] || die "usage: scripts/up.sh [down]"
 
 setup_machine
 ensure_database caas
@@ -11,8 +43,8 @@ migrate caas
 ENV_FILE="$STATE/dev.env"
 if [ ! -f "$ENV_FILE" ]; then
   say "generating the operator token and secrets key ($ENV_FILE)"
-  umask 077
-  cat > "$ENV_FILE" <<VARS
+  # Only the file is private: a umask left at 077 would reach the agent, whose VM directories must be 0711.
+  (umask 077; cat > "$ENV_FILE") <<VARS
 DATABASE_URL=$(db_url caas)
 REDIS_URL=$REDIS_URL
 PORT=${PORT:-4000}
@@ -92,6 +124,13 @@ if [ -z "$POD_ID" ]; then
   say "the demo tenant creates a pod from $IMAGE"
   out="$("${GQL[@]}" "$DEMO_TOKEN" 'mutation($image: String!) { createPod(input: { name: "hello", vcpus: 1, memoryMiB: 256, containers: [{ name: "hello", image: $image }] }) { id } }' "{\"image\":\"$IMAGE\"}")"
   POD_ID="$(field "$out" data.createPod.id)"
+else
+  phase="$(field "$("${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { pod(id: $id) { phase } }' "{\"id\":\"$POD_ID\"}")" data.pod.phase)"
+  case "$phase" in
+    STOPPED|SUCCEEDED|FAILED)
+      say "the demo pod is $phase: starting it again"
+      "${GQL[@]}" "$DEMO_TOKEN" 'mutation($id: ID!) { startPod(id: $id) { id } }' "{\"id\":\"$POD_ID\"}" >/dev/null ;;
+  esac
 fi
 for _ in $(seq 1 240); do
   phase="$(field "$("${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { pod(id: $id) { phase } }' "{\"id\":\"$POD_ID\"}")" data.pod.phase)"
@@ -101,7 +140,12 @@ done
 say "the demo pod, booted as its own VM on this host:"
 "${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { pod(id: $id) { name phase nodeName ip accelerator containers { name phase restartCount } } }' "{\"id\":\"$POD_ID\"}"
 [ "$phase" = RUNNING ] || die "the demo pod is $phase; see .caas/agent.log"
-sleep 3
+# Its first line reaches podLogs a moment after RUNNING (the agent ships the VM's output in batches).
+for _ in $(seq 1 60); do
+  out="$("${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { podLogs(podId: $id, tail: 10) { line } }' "{\"id\":\"$POD_ID\"}" || true)"
+  case "$out" in *'"line"'*) break ;; esac
+  sleep 0.5
+done
 say "its output (podLogs):"
 "${GQL[@]}" "$DEMO_TOKEN" 'query($id: ID!) { podLogs(podId: $id, tail: 10) { container stream line } }' "{\"id\":\"$POD_ID\"}" || true
 
@@ -110,11 +154,16 @@ cat <<MSG
 The platform is up on this host: the API ($URL/graphql), the scheduler and one node agent running the demo pod.
   operator token:  $OPERATOR_TOKEN
   demo tenant token (OWNER): $DEMO_TOKEN
-Both are also in .caas/dev.env. Try:
+Both are also in .caas/dev.env. Try (the demo tenant's view):
+  set -a; . .caas/dev.env; set +a
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN '{ pods { edges { node { name phase nodeName ip } } } }'
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN 'query { events(first: 20) { edges { node { reason message } } } }'
+  node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN 'query { podLogs(podId: "$POD_ID") { container stream line } }'
+  curl -s $URL/graphql -H "authorization: Bearer $DEMO_TOKEN" -H 'content-type: application/json' \\
+       -d '{"query":"{ viewer { role tenant { slug } } }"}'
+and as the operator:
   curl -s $URL/graphql -H "authorization: Bearer $OPERATOR_TOKEN" -H 'content-type: application/json' \\
        -d '{"query":"{ nodes { edges { node { name status accelerator } } } }"}'
-Logs: .caas/api.log, .caas/scheduler.log, .caas/agent.log. Stop: delete the pod (deletePod), then
-  kill \$(cat .caas/api.pid) \$(cat .caas/scheduler.pid) \$(cat .caas/agent.pid)   (a stopped agent leaves VMs running)
+Logs: .caas/api.log, .caas/scheduler.log, .caas/agent.log. Stop it all (the API, the scheduler, the agent, its VMs
+and the demo registry; the data is kept): bash scripts/up.sh down
 MSG
