@@ -155,7 +155,7 @@ The platform is up on this host: the API ($URL/graphql), the scheduler and one n
   operator token:  $OPERATOR_TOKEN
   demo tenant token (OWNER): $DEMO_TOKEN
 Both are also in .caas/dev.env. Try (the demo tenant's view):
-  set -a; . .caas/dev.env; set +a
+  source .caas/dev.env
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN '{ pods { edges { node { name phase nodeName ip } } } }'
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN 'query { events(first: 20) { edges { node { reason message } } } }'
   node scripts/gql.mjs $URL/graphql \$DEMO_TOKEN 'query { podLogs(podId: "$POD_ID") { container stream line } }'
