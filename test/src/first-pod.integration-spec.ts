@@ -41,6 +41,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  for (const socket of sockets) socket.terminate();
   // A stopped agent leaves its VMs running (by design): destroy kills them too, also after a half-failed run.
   await host?.destroy();
   await cluster.stop();
@@ -81,6 +82,7 @@ async function logsOf(token: string, podId: string): Promise<LogLine[]> {
 interface WsSocket {
   send(data: string): void;
   close(): void;
+  terminate(): void;
   on(event: 'open', listener: () => void): void;
   on(event: 'message', listener: (data: Buffer) => void): void;
   on(event: 'close', listener: (code: number, reason: Buffer) => void): void;
@@ -89,6 +91,9 @@ interface WsSocket {
 const { WebSocket } = createRequire(__filename)('ws') as {
   WebSocket: new (url: string, protocols: string[]) => WsSocket;
 };
+
+/** Every subscription socket, closed in afterAll also when a test failed (an open one keeps Jest running). */
+const sockets: WsSocket[] = [];
 
 interface Follower {
   /** Every line received so far, in arrival order. */
@@ -105,6 +110,7 @@ interface Follower {
  */
 async function followLogs(token: string, podId: string): Promise<Follower> {
   const socket = new WebSocket(`${cluster.apiUrl.replace(/^http/, 'ws')}/graphql`, ['graphql-transport-ws']);
+  sockets.push(socket);
   const follower: Follower = { lines: [], problems: [], close: () => socket.close() };
   const send = (message: object) => socket.send(JSON.stringify(message));
   await new Promise<void>((resolve, reject) => {
