@@ -4,11 +4,8 @@
  * boot (`overhead_ms`, goal ≤ 250 ms). Then a node's death: how long until its pods are RUNNING on the other host.
  * See bench/README.md. Progress goes to stderr; stdout gets the figures and, last, exactly one JSON line.
  */
-import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
-import { AgentHost, Cluster, freePort } from '@caas/cluster-harness';
-import { repoRoot } from '@caas/testing';
+import { AgentHost, Cluster, demoRegistry, freePort } from '@caas/cluster-harness';
 import { HOPS, createToRunningMs, hopMs, median, overheadMs, p90, rawBootMs, round } from './hops';
 import type { NodeDeathResult } from './phase-node-death';
 import { runNodeDeath } from './phase-node-death';
@@ -24,14 +21,6 @@ const settings = {
 const GOAL_OVERHEAD_MS = 250;
 const HOST_A = { name: 'bench-a', vmUidBase: 420_000 };
 const HOST_B = { name: 'bench-b', vmUidBase: 425_000 };
-
-function registry(port: number, command: 'push' | 'stop'): string {
-  return execFileSync('bash', [join(repoRoot(), 'scripts/demo-registry.sh'), command], {
-    env: { ...process.env, REGISTRY_PORT: String(port) },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
-}
 
 const ms = (value: number): string => (Number.isFinite(value) ? `${Math.round(value)}`.padStart(7) : '      —');
 
@@ -116,8 +105,8 @@ async function main(): Promise<void> {
   if (settings.pods < 1) throw new Error('--pods must be at least 1');
   const loadStart = loadavg()[0] ?? 0;
   const registryPort = await freePort();
-  const image = registry(registryPort, 'push');
-  onCleanup('stop the registry', async () => void registry(registryPort, 'stop'));
+  const image = demoRegistry('push', { port: registryPort });
+  onCleanup('remove the registry', async () => void demoRegistry('purge', { port: registryPort }));
   log(`image ${image}`);
 
   const cluster = new Cluster({ schedulers: 1, label: 'bench-e2e', leaseGraceMs: settings.leaseGraceMs });

@@ -1,11 +1,8 @@
 // The first pod end to end: a tenant asks through GraphQL and a VM boots on this host. The built API, one scheduler
 // and one real agent (QEMU, TCG here) on a fresh database and Redis prefix; the image comes from a local registry
 // (scripts/demo-registry.sh), and a second one that wants Basic auth for the private-image test.
-import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { repoRoot } from '@caas/testing';
-import { AgentHost, Cluster, freePort, waitFor } from '@caas/cluster-harness';
+import { AgentHost, Cluster, demoRegistry, freePort, waitFor } from '@caas/cluster-harness';
 
 jest.setTimeout(600_000);
 
@@ -23,10 +20,7 @@ let privatePort: number;
 let privateImage: string;
 
 const registry = (command: 'push' | 'purge', port = registryPort, auth?: string): string =>
-  execFileSync('bash', [join(repoRoot(), 'scripts/demo-registry.sh'), command], {
-    env: { ...process.env, REGISTRY_PORT: String(port), REGISTRY_AUTH: auth ?? '' },
-    encoding: 'utf8',
-  }).trim();
+  demoRegistry(command, { port, auth });
 
 /** The host's VMs running now. */
 const vmCount = (): number => host?.vmPids().length ?? 0;

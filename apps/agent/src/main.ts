@@ -8,6 +8,7 @@ import { loadAgentConfig, type AgentConfig } from './config/agent-config';
 import { checkHost, type DoctorReport } from './doctor/doctor';
 import { IdentityError, loadOrJoin } from './identity/identity';
 import { LogShipping } from './logs/log-shipper';
+import { throttled } from './logs/throttle';
 import { ensureHostNetns } from './runtime/host-netns';
 import { PodRuntime } from './runtime/pod-runtime';
 
@@ -72,7 +73,7 @@ async function daemon(config: AgentConfig): Promise<void> {
   const connection = new NodeConnection({
     identity,
     redisUrl: config.REDIS_URL,
-    onError: (error) => log.warn({ error: error.message }, 'redis'),
+    onError: throttled((error: Error, suppressed) => log.warn({ error: error.message, suppressed }, 'redis'), 5_000),
   });
   const runtime = new PodRuntime({
     transport: connection,

@@ -1,3 +1,5 @@
 export * from './lib/agent-host';
 export * from './lib/cluster';
 export * from './lib/processes';
+export * from './lib/demo-registry';
+export * from './lib/tcp-link';

@@ -5,7 +5,7 @@
  */
 import type { ContainerStatus } from '@caas/guest-protocol';
 import { isImageError, type Lease, type PulledImage } from '@caas/oci-images';
-import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec, type SandboxTimings } from '@caas/sandbox';
+import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec } from '@caas/sandbox';
 import type {
   DesiredPod,
   DesiredSet,
@@ -93,6 +93,8 @@ export class PodRuntime {
   private stopped = false;
   private lastReportOkAt: number;
   private fenced = false;
+  /** A heartbeat report is under way (see `heartbeat`). */
+  private heartbeating = false;
   private lastSet: DesiredSet | undefined;
   private readonly now: () => number;
 
@@ -429,7 +431,7 @@ export class PodRuntime {
     const accel = accelOf(sandbox.accel);
     await this.send(pod, [event('NORMAL', 'Started', `Started the pod VM (${accel}) and its containers`)]);
     // Where a start's time went (epoch ms; bench:e2e reads it): the boot is QEMU's exec → the guest agent's hello.
-    const timings = (sandbox as { timings?: SandboxTimings }).timings;
+    const timings = sandbox.timings;
     const bootMs = timings?.readyAt === undefined ? null : timings.readyAt - timings.launchedAt;
     this.log(
       'info',
@@ -657,8 +659,26 @@ export class PodRuntime {
     }
   }
 
+  /**
+   * Every heartbeat tick: fence first when nothing was written for longer than the lease grace — judged by the
+   * clock, not by a report failing, since a report can hang (a proxy that accepts connections to an unreachable
+   * Redis resets the client's retry count on every connect) — then one report at a time, each with a deadline so
+   * hung ones neither pile up nor stop the heartbeats for good.
+   */
   private async heartbeat(): Promise<void> {
     if (this.stopped) return;
+    const silentMs = this.now() - this.lastReportOkAt;
+    if (silentMs > this.options.leaseGraceMs) await this.selfFence(silentMs);
+    if (this.heartbeating) return;
+    this.heartbeating = true;
+    try {
+      await this.sendHeartbeat();
+    } finally {
+      this.heartbeating = false;
+    }
+  }
+
+  private async sendHeartbeat(): Promise<void> {
     const live = [...this.pods.values()].filter((pod) => pod.desired && !TERMINAL.has(pod.status.phase));
     const usage = safeUsage(this.options.images);
     const heartbeat: Heartbeat = {
@@ -678,14 +698,21 @@ export class PodRuntime {
       accelerator: accelOf(this.options.sandboxes.accelerator.accel),
       pods: this.statuses(),
     };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer from Redis')), this.options.leaseGraceMs);
+      timer.unref(); // a stopped runtime waits for no hung report
+    });
     try {
-      await this.options.transport.report(heartbeat);
+      await Promise.race([this.options.transport.report(heartbeat), deadline]);
       this.lastReportOkAt = this.now();
       this.fenced = false;
     } catch (error) {
       const silentMs = this.now() - this.lastReportOkAt;
       this.log('warn', { error: errorMessage(error), silentMs }, 'heartbeat not written');
       if (silentMs > this.options.leaseGraceMs) await this.selfFence(silentMs);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -5,7 +5,7 @@
 import type { EventEmitter } from 'node:events';
 import type { ContainerStatus } from '@caas/guest-protocol';
 import type { PullOptions, PulledImage } from '@caas/oci-images';
-import type { SandboxEvents, SandboxFailure, SandboxSpec, SandboxState } from '@caas/sandbox';
+import type { SandboxEvents, SandboxFailure, SandboxSpec, SandboxState, SandboxTimings } from '@caas/sandbox';
 import type { DesiredSet, DesiredSetReady, NodeReport } from '@caas/queue-contracts';
 
 export interface NodeTransport {
@@ -21,6 +21,8 @@ export interface PodSandbox extends Pick<EventEmitter<SandboxEvents>, 'on' | 'of
   readonly accel: 'kvm' | 'tcg';
   readonly state: SandboxState;
   readonly failure: SandboxFailure | undefined;
+  /** When the VM was launched, answered and started its containers (the fakes of the tests have none). */
+  readonly timings?: SandboxTimings;
   containers(): ContainerStatus[];
   restartContainer(name: string): Promise<ContainerStatus>;
   stopContainer(name: string, graceMs: number): Promise<void>;

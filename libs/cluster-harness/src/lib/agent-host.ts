@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { repoRoot } from '@caas/testing';
 import type { Capacity, Cluster } from './cluster';
 import type { AppProcess } from './processes';
-import { startApp, waitFor } from './processes';
+import { exitsWithin, startApp, waitFor } from './processes';
 
 export interface AgentHostOptions {
   /** NODE_NAME: a DNS label. */
@@ -43,12 +43,17 @@ export class AgentHost {
     readonly options: AgentHostOptions,
   ) {}
 
-  /** Joins a new host with a fresh join token and waits until its node is READY. */
+  /** Joins a new host with a fresh join token and waits until its node is READY (or destroys it and throws). */
   static async join(cluster: Cluster, options: AgentHostOptions): Promise<AgentHost> {
     const host = new AgentHost(cluster, options);
     const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
     host.start(issued.createNodeJoinToken.token as string);
-    await host.waitReady();
+    try {
+      await host.waitReady();
+    } catch (error) {
+      await host.destroy(); // the caller never gets the host: nothing of it may be left behind
+      throw error;
+    }
     return host;
   }
 
@@ -103,8 +108,7 @@ export class AgentHost {
     const agent = this.current;
     if (!agent || agent.child.exitCode !== null || agent.child.signalCode !== null) return;
     agent.child.kill(signal);
-    const exited = await Promise.race([agent.exited.then(() => true), new Promise((r) => setTimeout(r, timeoutMs))]);
-    if (exited !== true) {
+    if (!(await exitsWithin(agent.exited, timeoutMs))) {
       agent.child.kill('SIGKILL');
       await agent.exited;
     }

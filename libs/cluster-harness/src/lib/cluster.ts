@@ -10,7 +10,7 @@ import { issueToken } from '@caas/security';
 import type { TestDatabase } from '@caas/testing';
 import { createTestDatabase, flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
 import type { AppProcess } from './processes';
-import { freePort, startApp, waitFor } from './processes';
+import { exitsWithin, freePort, startApp, waitFor } from './processes';
 
 // The shape of any GraphQL answer; tests read into it by path.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -102,8 +102,7 @@ export class Cluster {
     for (const app of [this.api, ...this.schedulers]) {
       if (app && app.child.exitCode === null) {
         app.child.kill('SIGTERM');
-        const exited = await Promise.race([app.exited, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
-        if (exited === 'timeout') app.child.kill('SIGKILL');
+        if (!(await exitsWithin(app.exited, 10_000))) app.child.kill('SIGKILL');
       }
     }
     await flushRedisPrefix(this.redisUrl, this.prefix).catch(() => undefined);

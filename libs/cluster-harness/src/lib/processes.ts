@@ -32,6 +32,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Whether `exited` settles within `timeoutMs` (its timer is cleared either way, so nothing keeps the event loop
+ * alive afterwards).
+ */
+export async function exitsWithin(exited: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  try {
+    return await Promise.race([exited.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -5,7 +5,7 @@
  * and the VM's own directory `vm/` that belongs to the VM's uid. QEMU can write to `vm/` only: nothing it
  * writes is ever read back as the host's state.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Accelerator } from './vmm';
@@ -48,13 +48,16 @@ export class SandboxStore {
     return join(this.root, id, 'vm');
   }
 
+  /** VM uids must search the root and each sandbox dir: the mode is set explicitly, whatever the umask. */
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o711 });
+    await chmod(this.root, 0o711);
   }
 
   /** Creates the sandbox's directory; fails with EEXIST when the id is taken. */
   async claim(id: string): Promise<void> {
     await mkdir(this.sandboxDir(id), { mode: 0o711 });
+    await chmod(this.sandboxDir(id), 0o711);
   }
 
   async ids(): Promise<string[]> {

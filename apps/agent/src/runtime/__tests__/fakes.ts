@@ -9,6 +9,8 @@ export class FakeTransport implements NodeTransport {
   set: DesiredSet | null = null;
   readonly reports: NodeReport[] = [];
   failing = false;
+  /** Reports never answer (a connection that accepts and then goes nowhere). */
+  hanging = false;
   private handler: ((ready: DesiredSetReady) => Promise<void>) | undefined;
 
   readDesiredSet(): Promise<DesiredSet | null> {
@@ -19,6 +21,7 @@ export class FakeTransport implements NodeTransport {
   }
   report(report: NodeReport): Promise<void> {
     if (this.failing) return Promise.reject(new Error('redis down'));
+    if (this.hanging) return new Promise(() => undefined);
     this.reports.push(report);
     return Promise.resolve();
   }

@@ -257,6 +257,22 @@ describe('PodRuntime', () => {
     expect(t.runtime.statuses()[0]).toMatchObject({ phase: 'LOST', reason: 'NodeFenced' });
   });
 
+  it('self-fences past the lease grace also when reports hang instead of failing', async () => {
+    let now = 1_000_000;
+    const t = setup({ now: () => now, heartbeatIntervalMs: 5 });
+    runtime = t.runtime;
+    t.transport.set = desiredSet([desiredPod()]);
+    await t.runtime.start();
+    await t.runtime.settled();
+    t.transport.hanging = true;
+    await new Promise((resolve) => setTimeout(resolve, 20)); // a heartbeat now hangs
+    expect(must(t.host.created[0]).calls).toEqual([]);
+    now += 11_000;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(must(t.host.created[0]).calls).toEqual(['destroy']);
+    expect(t.runtime.statuses()[0]).toMatchObject({ phase: 'LOST', reason: 'NodeFenced' });
+  });
+
   it('does not self-fence when SELF_FENCE is off', async () => {
     let now = 1_000_000;
     const t = setup({ now: () => now, heartbeatIntervalMs: 5, selfFence: false });

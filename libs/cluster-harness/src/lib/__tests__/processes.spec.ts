@@ -1,5 +1,5 @@
 import { createServer } from 'node:net';
-import { freePort, waitFor } from '../processes';
+import { exitsWithin, freePort, waitFor } from '../processes';
 
 describe('freePort', () => {
   it('gives a loopback port that can be listened on', async () => {
@@ -33,5 +33,12 @@ describe('waitFor', () => {
     await expect(waitFor(async () => false, 250, 'the impossible')).rejects.toThrow(
       'timed out waiting for the impossible',
     );
+  });
+});
+
+describe('exitsWithin', () => {
+  it('says whether the promise settled in time', async () => {
+    expect(await exitsWithin(Promise.resolve(0), 1_000)).toBe(true);
+    expect(await exitsWithin(new Promise(() => undefined), 50)).toBe(false);
   });
 });
