@@ -28,16 +28,13 @@ load_env() {
 
 gql() { node "$ROOT/scripts/gql.mjs" "$URL/graphql" "$OPERATOR_TOKEN" "$@"; }
 field() { node -e 'let v=JSON.parse(process.argv[1]);for(const k of process.argv[2].split("."))v=v?.[k];console.log(v??"")' "$1" "$2"; }
-hosts() { ls -d "$TOPOLOGY"/sim-* 2>/dev/null | grep -v '\.log$' | xargs -r -n1 basename | sort -V; }
-agent_pid() { local f="$TOPOLOGY/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+hosts() { find "$TOPOLOGY" -mindepth 1 -maxdepth 1 -type d -name 'sim-*' -printf '%f\n' 2>/dev/null | sort -V; }
+agent_pid() { local f="$TOPOLOGY/$1.pid"; if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; fi; }
 vm_pids() { pgrep -f "qemu-system-x86_64 .*$TOPOLOGY/$1/" || true; }
-node_id() {
-  field "$(gql '{ nodes(first: 500) { edges { node { id name } } } }')" data.nodes.edges |
-    node -e 'const e=JSON.parse(require("fs").readFileSync(0,"utf8")||"[]");const n=e.find(x=>x.node.name===process.argv[1]);console.log(n?n.node.id:"")' "$1"
-}
-node_status() {
-  field "$(gql '{ nodes(first: 500) { edges { node { name status } } } }')" data.nodes.edges |
-    node -e 'const e=JSON.parse(require("fs").readFileSync(0,"utf8")||"[]");const n=e.find(x=>x.node.name===process.argv[1]);console.log(n?n.node.status:"")' "$1"
+# A field of the node named $1 as the control plane sees it (empty when there is no such node).
+node_field() {
+  gql '{ nodes(first: 100) { edges { node { id name status } } } }' |
+    node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8"));const n=(a.data?.nodes.edges??[]).find(e=>e.node.name===process.argv[1]);console.log(n?n.node[process.argv[2]]:"")' "$1" "$2"
 }
 
 start_host() {
@@ -64,7 +61,7 @@ start_host() {
 wait_ready() {
   local name=$1 status=""
   for _ in $(seq 1 240); do
-    status="$(node_status "$name")"
+    status="$(node_field "$name" status)"
     [ "$status" = READY ] && { say "$name is READY"; return; }
     [ -n "$(agent_pid "$name")" ] || { tail -20 "$TOPOLOGY/$name.log" >&2; die "the agent of $name exited"; }
     sleep 0.5
@@ -111,7 +108,7 @@ down() {
   load_env || true
   for name in $(hosts); do
     if [ -n "${URL:-}" ] && [ -n "$(agent_pid "$name")" ]; then
-      local id; id="$(node_id "$name")"
+      local id; id="$(node_field "$name" id)"
       # Told to drain, the scheduler moves the host's pods away (to other hosts, or PENDING if there is none).
       [ -n "$id" ] && gql 'mutation($id: ID!) { drainNode(id: $id) { name status } }' "{\"id\":\"$id\"}" >/dev/null || true
       for _ in $(seq 1 60); do [ -z "$(vm_pids "$name")" ] && break; sleep 0.5; done
