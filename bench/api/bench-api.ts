@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import { Cleanup } from '@caas/cluster-harness';
 import { issueToken } from '@caas/security';
 import { BENCH_PODS, PODS_QUERY, TRIVIAL_QUERY } from './queries';
 
@@ -61,41 +62,24 @@ function findRoot(): string {
 // Clean-up: everything started is registered here and undone in reverse order, exactly once.
 // ---------------------------------------------------------------------------------------------------------
 
-const cleanups: { name: string; run: () => Promise<void> }[] = [];
+const cleanup = new Cleanup(log);
 const children = new Set<ChildProcess>();
-let cleaning: Promise<void> | undefined;
 let currentLoad: autocannon.Instance | undefined;
-/** Set once the clean-up has begun: no new load starts, and the servers' shutdown chatter is not echoed. */
-let stopping = false;
 
+/** No new load starts once the clean-up has begun, and the servers' shutdown chatter is not echoed. */
 function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    stopping = true;
-    currentLoad?.stop();
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step.run();
-      } catch (error) {
-        log(`clean-up "${step.name}" failed: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  })();
-  return cleaning;
+  const done = cleanup.run();
+  currentLoad?.stop();
+  return done;
 }
 
 // Last resort (an exit that skipped the clean-up): never leave a server running.
-process.on('exit', () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+cleanup.onSignals({
+  beforeSteps: () => currentLoad?.stop(),
+  lastResort: () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  },
 });
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: cleaning up`);
-    void cleanUp().finally(() => {
-      log('servers stopped, database dropped');
-      process.exit(130);
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Database
@@ -142,13 +126,11 @@ function run(command: string, args: string[], options: { cwd: string; env: NodeJ
 async function createDatabase(root: string): Promise<string> {
   const name = `caas_bench_${randomBytes(6).toString('hex')}`;
   await withAdmin((client) => client.query(`CREATE DATABASE "${name}"`));
-  cleanups.push({
-    name: `drop database ${name}`,
-    run: () =>
-      withAdmin(async (client) => {
-        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      }),
-  });
+  cleanup.add(`drop database ${name}`, () =>
+    withAdmin(async (client) => {
+      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }),
+  );
   const url = databaseUrl(settings.adminUrl, name);
   const started = Date.now();
   // The CLI's own entry point rather than npx: one process, which the clean-up can kill.
@@ -208,24 +190,21 @@ async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv,
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  cleanups.push({
-    name: `stop ${name}`,
-    run: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      children.delete(child);
-    },
+  cleanup.add(`stop ${name}`, async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    children.delete(child);
   });
   const tail: string[] = [];
   const collect = (chunk: string): void => {
     for (const line of chunk.split('\n').filter(Boolean)) {
       tail.push(line);
       if (tail.length > 40) tail.shift();
-      if (!stopping) process.stderr.write(`[${name}] ${line}\n`);
+      if (!cleanup.started) process.stderr.write(`[${name}] ${line}\n`);
     }
   };
   child.stdout?.setEncoding('utf8').on('data', collect);
@@ -301,7 +280,7 @@ function cpuTimeUs(pid: number | undefined): number | null {
 }
 
 async function load(target: Target, request: Request, seconds: number, round: number): Promise<Measurement> {
-  if (stopping) throw new Error('interrupted');
+  if (cleanup.started) throw new Error('interrupted');
   const cpuBefore = cpuTimeUs(target.server.child.pid);
   currentLoad = autocannon({
     url: `${target.server.base}/graphql`,
@@ -317,7 +296,7 @@ async function load(target: Target, request: Request, seconds: number, round: nu
   const result = await currentLoad;
   const cpuAfter = cpuTimeUs(target.server.child.pid);
   currentLoad = undefined;
-  if (stopping) throw new Error('interrupted');
+  if (cleanup.started) throw new Error('interrupted');
   if (target.server.child.exitCode !== null || target.server.child.signalCode !== null) {
     throw new Error(`${target.server.name} died during the run:\n${target.server.tail.join('\n')}`);
   }
@@ -395,7 +374,7 @@ async function main(): Promise<void> {
 
   log('creating the database');
   const dbUrl = await createDatabase(root);
-  cleanups.push({ name: 'forget rate-limit keys', run: () => forgetRateLimitKeys(dbUrl) });
+  cleanup.add('forget rate-limit keys', () => forgetRateLimitKeys(dbUrl));
 
   const operatorToken = issueToken().token;
   const [apiPort, baselinePort] = [await freePort(), await freePort()];

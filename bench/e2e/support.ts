@@ -1,7 +1,7 @@
 // Settings, clean-up and the GraphQL calls of `bench:e2e`. Everything started is registered here and undone in
 // reverse order, exactly once — on success, on failure and on Ctrl-C.
 import type { AgentHost, Cluster } from '@caas/cluster-harness';
-import { waitFor } from '@caas/cluster-harness';
+import { Cleanup, waitFor } from '@caas/cluster-harness';
 
 export const log = (message: string): void => void process.stderr.write(`[bench:e2e] ${message}\n`);
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -20,14 +20,12 @@ export function intSetting(flag: string, env: string, fallback: number): number 
 // Clean-up
 // ---------------------------------------------------------------------------------------------------------
 
-const cleanups: { name: string; run: () => Promise<void> }[] = [];
+const cleanup = new Cleanup(log);
 const hosts = new Set<AgentHost>();
 const everyHost: AgentHost[] = [];
-let cleaning: Promise<void> | undefined;
 
-export function onCleanup(name: string, run: () => Promise<void>): void {
-  cleanups.push({ name, run });
-}
+export const onCleanup = (name: string, run: () => Promise<void>): void => void cleanup.add(name, run);
+export const cleanUp = (): Promise<void> => cleanup.run();
 
 /** A host to destroy at the end (its agent stopped, its VMs killed, its state dir removed). */
 export function trackHost(host: AgentHost): AgentHost {
@@ -43,29 +41,8 @@ export function trackHost(host: AgentHost): AgentHost {
 /** QEMU processes of any host this run started that are still there. */
 export const leftoverVms = (): number[] => everyHost.flatMap((host) => host.vmPids());
 
-export function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step.run();
-      } catch (error) {
-        log(`clean-up "${step.name}" failed: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
 // Last resort (an exit that skipped the clean-up): no VM of ours outlives the benchmark.
-process.on('exit', () => {
-  for (const host of hosts) host.killVms();
-});
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: cleaning up`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
+cleanup.onSignals({ lastResort: () => hosts.forEach((host) => host.killVms()) });
 
 // ---------------------------------------------------------------------------------------------------------
 // GraphQL

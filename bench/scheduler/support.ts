@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { Cleanup } from '@caas/cluster-harness';
 import { repoRoot } from '@caas/testing';
 
 export const log = (message: string): void => void process.stderr.write(`[bench:scheduler] ${message}\n`);
@@ -23,51 +24,21 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 // Clean-up
 // ---------------------------------------------------------------------------------------------------------
 
-const cleanups: { name: string; run: () => Promise<void> }[] = [];
+const cleanup = new Cleanup(log);
 const children = new Set<ChildProcessWithoutNullStreams>();
-let cleaning: Promise<void> | undefined;
 /** Set once the clean-up has begun: loops stop, and the processes' shutdown chatter is not echoed. */
-let stopping = false;
-export const isStopping = (): boolean => stopping;
+export const isStopping = (): boolean => cleanup.started;
 
 /** Registers an undo step; returns a function that runs it now (and removes it from the list). */
-export function onCleanup(name: string, run: () => Promise<void>): () => Promise<void> {
-  const step = { name, run };
-  cleanups.push(step);
-  return async () => {
-    const at = cleanups.indexOf(step);
-    if (at < 0) return;
-    cleanups.splice(at, 1);
-    await runStep(step);
-  };
-}
-
-async function runStep(step: { name: string; run: () => Promise<void> }): Promise<void> {
-  try {
-    await step.run();
-  } catch (error) {
-    log(`clean-up "${step.name}" failed: ${error instanceof Error ? error.message : String(error)}`);
-  }
-}
-
-export function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    stopping = true;
-    for (const step of cleanups.splice(0).reverse()) await runStep(step);
-  })();
-  return cleaning;
-}
+export const onCleanup = (name: string, run: () => Promise<void>): (() => Promise<void>) => cleanup.add(name, run);
+export const cleanUp = (): Promise<void> => cleanup.run();
 
 // Last resort (an exit that skipped the clean-up): never leave a process running.
-process.on('exit', () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+cleanup.onSignals({
+  lastResort: () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  },
 });
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: cleaning up`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Child processes
@@ -93,7 +64,8 @@ export function startNode(name: string, args: string[], env: Record<string, stri
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let stopRequested = false;
   child.once('exit', (code, signal) => {
-    if (!stopRequested && !stopping) log(`${name} exited on its own: code ${code ?? '—'}, signal ${signal ?? '—'}`);
+    if (!stopRequested && !cleanup.started)
+      log(`${name} exited on its own: code ${code ?? '—'}, signal ${signal ?? '—'}`);
   });
   const lines: string[] = [];
   const collect = (stream: NodeJS.ReadableStream): void => {
@@ -105,7 +77,7 @@ export function startNode(name: string, args: string[], env: Record<string, stri
       for (const line of parts) {
         if (line === '') continue;
         lines.push(line);
-        if (echo && !stopping && shouldEcho(line)) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`);
+        if (echo && !cleanup.started && shouldEcho(line)) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`);
       }
     });
     stream.on('end', () => rest && lines.push(rest));
@@ -162,7 +134,7 @@ export async function waitFor(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (stopping) throw new Error('interrupted');
+    if (cleanup.started) throw new Error('interrupted');
     for (const app of alive) {
       if (app.child.exitCode !== null || app.child.signalCode !== null) {
         throw new Error(`${app.name} exited while waiting for ${what}:\n${app.lines.slice(-30).join('\n')}`);
@@ -235,7 +207,7 @@ export async function pool(count: number, concurrency: number, task: (i: number)
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
-      if (stopping) throw new Error('interrupted');
+      if (cleanup.started) throw new Error('interrupted');
       await task(next++);
     }
   };

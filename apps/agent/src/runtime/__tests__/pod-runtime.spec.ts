@@ -238,50 +238,46 @@ describe('PodRuntime', () => {
     expect(t.transport.lastPhase(dead.podId)).toBe('LOST');
   });
 
-  it('heartbeats list every pod, usage and disk pressure; self-fences past the lease grace', async () => {
-    let now = 1_000_000;
-    const t = setup({ now: () => now, heartbeatIntervalMs: 5 });
+  /** One running pod, heartbeats every 5 ms, and a clock the test moves. */
+  async function heartbeating(overrides: Partial<PodRuntimeOptions> = {}) {
+    const clock = { now: 1_000_000 };
+    const t = setup({ now: () => clock.now, heartbeatIntervalMs: 5, ...overrides });
     runtime = t.runtime;
     t.transport.set = desiredSet([desiredPod()]);
     await t.runtime.start();
     await t.runtime.settled();
+    return { t, clock };
+  }
+
+  it('heartbeats list every pod, usage and disk pressure; self-fences past the lease grace', async () => {
+    const { t, clock } = await heartbeating();
     await new Promise((resolve) => setTimeout(resolve, 20));
     const beat = must(t.transport.reports.filter((r): r is Heartbeat => r.kind === 'heartbeat').at(-1));
     expect(beat).toMatchObject({ epoch: 1, appliedVersion: '1', diskPressure: true, accelerator: 'TCG' });
     expect(beat.usage).toMatchObject({ vcpus: 1, memoryMiB: 256, pods: 1, imageCacheBytes: 95 });
     expect(beat.pods.map((p) => [p.podId, p.phase])).toEqual([[POD, 'RUNNING']]);
     t.transport.failing = true;
-    now += 11_000;
+    clock.now += 11_000;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(must(t.host.created[0]).calls).toEqual(['destroy']);
     expect(t.runtime.statuses()[0]).toMatchObject({ phase: 'LOST', reason: 'NodeFenced' });
   });
 
   it('self-fences past the lease grace also when reports hang instead of failing', async () => {
-    let now = 1_000_000;
-    const t = setup({ now: () => now, heartbeatIntervalMs: 5 });
-    runtime = t.runtime;
-    t.transport.set = desiredSet([desiredPod()]);
-    await t.runtime.start();
-    await t.runtime.settled();
+    const { t, clock } = await heartbeating();
     t.transport.hanging = true;
     await new Promise((resolve) => setTimeout(resolve, 20)); // a heartbeat now hangs
     expect(must(t.host.created[0]).calls).toEqual([]);
-    now += 11_000;
+    clock.now += 11_000;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(must(t.host.created[0]).calls).toEqual(['destroy']);
     expect(t.runtime.statuses()[0]).toMatchObject({ phase: 'LOST', reason: 'NodeFenced' });
   });
 
   it('does not self-fence when SELF_FENCE is off', async () => {
-    let now = 1_000_000;
-    const t = setup({ now: () => now, heartbeatIntervalMs: 5, selfFence: false });
-    runtime = t.runtime;
-    t.transport.set = desiredSet([desiredPod()]);
-    await t.runtime.start();
-    await t.runtime.settled();
+    const { t, clock } = await heartbeating({ selfFence: false });
     t.transport.failing = true;
-    now += 60_000;
+    clock.now += 60_000;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(must(t.host.created[0]).calls).toEqual([]);
   });
