@@ -60,7 +60,7 @@ type Agent struct {
 // loaded once the first container has started (or the guest has idled deferDelay after its setup), so that on
 // the single emulated vCPU they do not compete with that start. A run from an erofs image waits for them.
 // (pvpanic is not deferred: a workload may panic the guest, e.g. with panic_on_oom, and the host must hear.)
-var deferredModules = map[string]bool{"libcrc32c": true, "erofs": true}
+var deferredModules = map[string]bool{"libcrc32c": true, "erofs": true, "failover": true, "net_failover": true, "virtio_net": true}
 
 const deferDelay = 1500 * time.Millisecond
 
@@ -545,6 +545,31 @@ func (a *Agent) handleFrame(payload []byte) {
 		a.hello(id, payload)
 	case "ping":
 		a.respond(id, empty{}, nil)
+	case "network":
+		var p NetworkParams
+		if err := decodeParams(payload, &p); err != nil {
+			a.respond(id, nil, err)
+			return
+		}
+		cfg, err := parseNetwork(p)
+		if err != nil {
+			a.respond(id, nil, err)
+			return
+		}
+		go a.protect("network", func() {
+			// virtio_net is a deferred module: ask for it now and wait until it is in.
+			a.loadDeferredModules()
+			select {
+			case <-a.modulesDone:
+			case <-time.After(30 * time.Second):
+			}
+			name, err := configureNetwork(cfg, 10*time.Second)
+			if err != nil {
+				a.respond(id, nil, err)
+				return
+			}
+			a.respond(id, NetworkResult{Interface: name}, nil)
+		})
 	case "stats":
 		a.respond(id, a.stats(), nil)
 	case "run":

@@ -11,7 +11,7 @@ OUT="${CAAS_GUEST_OUT:-$ROOT/dist/guest}"
 CACHE="${CAAS_CACHE_DIR:-$ROOT/.caas/cache}/kernel"
 EPOCH=0
 # Modules in the order they must be loaded; their dependencies are added ahead of them.
-MODULES=(virtio_mmio virtio_console virtio_blk overlay erofs pvpanic_mmio)
+MODULES=(virtio_mmio virtio_console virtio_blk overlay erofs pvpanic_mmio virtio_net)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

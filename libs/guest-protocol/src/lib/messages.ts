@@ -36,7 +36,7 @@ export const MESSAGE_LIMITS = Object.freeze({
 export const CONTAINER_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const isContainerName = (name: string): boolean => CONTAINER_NAME_PATTERN.test(name);
 
-export const OPS = ['hello', 'ping', 'run', 'signal', 'stop', 'exec', 'stats', 'shutdown'] as const;
+export const OPS = ['hello', 'ping', 'network', 'run', 'signal', 'stop', 'exec', 'stats', 'shutdown'] as const;
 export type Op = (typeof OPS)[number];
 
 export const RESPONSE_ERROR_CODES = [
@@ -177,6 +177,23 @@ export interface HelloParams {
   eventsFrom: number;
 }
 
+/**
+ * The guest's one network interface (ADR-006): the one whose MAC is `mac` gets `address` (with the tenant's
+ * prefix), `mtu` and `default via gateway onlink`; IPv6 is disabled; no DHCP. Idempotent.
+ */
+export interface NetworkParams {
+  mac: string;
+  /** `10.0.0.2/24` */
+  address: string;
+  gateway: string;
+  mtu: number;
+}
+
+export interface NetworkResult {
+  /** The guest's name of the interface (`eth0`). */
+  interface: string;
+}
+
 export interface RunParams {
   container: ContainerSpec;
 }
@@ -209,6 +226,7 @@ export interface ShutdownParams {
 export interface RequestParamsByOp {
   hello: HelloParams;
   ping: NoParams;
+  network: NetworkParams;
   run: RunParams;
   signal: SignalParams;
   stop: StopParams;
@@ -234,6 +252,7 @@ export interface ExecResult {
 export interface ResultByOp {
   hello: Hello;
   ping: EmptyResult;
+  network: NetworkResult;
   run: RunResult;
   signal: EmptyResult;
   stop: EmptyResult;
@@ -404,6 +423,7 @@ const emptyResult: Schema<EmptyResult> = z.object({}) as unknown as Schema<Empty
 export const resultSchemas: { readonly [O in Op]: Schema<ResultByOp[O]> } = Object.freeze({
   hello: helloSchema,
   ping: emptyResult,
+  network: z.object({ interface: z.string().min(1).max(15) }),
   run: z.object({ status: containerStatusSchema }),
   signal: emptyResult,
   stop: emptyResult,
@@ -425,6 +445,14 @@ export const requestSchema: Schema<Request> = z.discriminatedUnion('op', [
     eventsFrom: count,
   }),
   z.object({ id: requestId, op: z.literal('ping') }),
+  z.object({
+    id: requestId,
+    op: z.literal('network'),
+    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a lower-case MAC address'),
+    address: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/([1-9]|[12]\d|30)$/, 'an IPv4 address with a prefix of 1..30'),
+    gateway: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}$/, 'an IPv4 address'),
+    mtu: z.number().int().min(576).max(9000),
+  }),
   z.object({ id: requestId, op: z.literal('run'), container: containerSpecSchema }),
   z.object({ id: requestId, op: z.literal('signal'), name: containerName, signal }),
   z.object({ id: requestId, op: z.literal('stop'), name: containerName, graceMs }),

@@ -78,6 +78,7 @@ export const events: GuestEvent[] = [
 export const requests: Request[] = [
   { id: 1, op: 'hello', protocol: 1, outputFrom: 0, eventsFrom: 0 },
   { id: 2, op: 'ping' },
+  { id: 10, op: 'network', mac: '02:ca:0a:00:00:02', address: '10.0.0.2/24', gateway: '10.0.0.1', mtu: 1450 },
   { id: 3, op: 'run', container: spec },
   { id: 4, op: 'signal', name: 'web', signal: 15 },
   { id: 5, op: 'stop', name: 'web', graceMs: 10_000 },
@@ -99,6 +100,7 @@ export const requests: Request[] = [
 export const results = {
   hello,
   ping: {},
+  network: { interface: 'eth0' },
   run: { status: running },
   signal: {},
   stop: {},
