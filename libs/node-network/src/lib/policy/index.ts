@@ -1,0 +1,3 @@
+export * from './policy.exception';
+export * from './policy-apply';
+export { netnsPath } from './utils/nft.util';
