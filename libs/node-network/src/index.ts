@@ -1,0 +1,2 @@
+export * from './lib/datapath';
+export * from './lib/policy';
