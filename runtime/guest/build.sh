@@ -93,6 +93,9 @@ find "$stage" -exec touch -h -d "@$EPOCH" {} +
 chmod 0755 "$stage/init"
 
 mkdir -p "$OUT"
+# The host helper of the VM launch chain that hands QEMU its tap as a file descriptor (runtime/tapfd).
+bash "$ROOT/runtime/guest-agent/build.sh" "$OUT/caas-tapfd" "$ROOT/runtime/tapfd"
+chmod 0755 "$OUT/caas-tapfd"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) > "$OUT/initrd.cpio.tmp"
 mv "$OUT/initrd.cpio.tmp" "$OUT/initrd.cpio"
 cp "$tree/boot/vmlinuz-$kver" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"

@@ -3,15 +3,17 @@
  * running after this process restarted. One manager per host process and state directory.
  */
 import { EventEmitter } from 'node:events';
+import { dirname, join } from 'node:path';
 import type { StreamPositions } from './guest-connection';
 import { Sandbox, SandboxFailedError, type SandboxFailure } from './sandbox';
-import { validateSandboxSpec, diskSerial, type SandboxSpec } from './sandbox-spec';
+import { validateSandboxSpec, diskSerial, tapOf, type SandboxSpec } from './sandbox-spec';
 import { SandboxStore, type SandboxRecord } from './sandbox-store';
 import {
   DEFAULT_UID_RANGE,
   allocateUid,
   buildQemuCommand,
-  cleanupVm,
+  createTap,
+  releaseVm,
   hostTscKhz,
   launchQemu,
   listUsedUids,
@@ -35,6 +37,8 @@ export interface SandboxManagerOptions {
   uidRange?: UidRange;
   /** A network namespace file (`/run/netns/<name>`) every VM runs in; default the agent's own namespace. */
   netns?: string;
+  /** caas-tapfd (runtime/tapfd), for VMs with a network; default: beside the guest kernel (runtime/guest/build.sh). */
+  tapHelper?: string;
   /** QEMU exec → guest agent answers. Default 60 s (TCG on a loaded 2-core host needs a lot of it). */
   bootTimeoutMs?: number;
   /** Host memory QEMU may use beyond guest RAM (TCG's code buffer, QEMU itself). Default 256 MiB. */
@@ -76,6 +80,10 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   ) {
     super();
     this.store = new SandboxStore(options.stateDir);
+  }
+
+  private get tapHelper(): string {
+    return this.options.tapHelper ?? join(dirname(this.options.kernel), 'caas-tapfd');
   }
 
   /** Probes the accelerator (KVM if it really boots our kernel; TCG only if allowed) and prepares the state dir. */
@@ -131,7 +139,9 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           guestParams: [...DEFAULT_GUEST_PARAMS, ...(this.options.kernelParams ?? []), ...(spec.kernelParams ?? [])],
         },
         disks: spec.containers.map((container, index) => ({ path: container.image.path, serial: diskSerial(index) })),
+        ...(spec.network && { nic: { mac: spec.network.mac } }),
       });
+      if (spec.network) await createTap({ netns: spec.network.netns, name: spec.network.tap }, uid);
       const launchedAt = Date.now();
       const handle = await launchQemu({
         id: spec.id,
@@ -141,7 +151,11 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         uid,
         gid: uid,
         qemuBinary: this.options.qemuBinary,
-        netns: this.options.netns,
+        netns: spec.network?.netns ?? this.options.netns,
+        ...(spec.network &&
+          command.tapFd !== undefined && {
+            tap: { name: spec.network.tap, fd: command.tapFd, helper: this.tapHelper },
+          }),
         cgroup: {
           cpuMillis: spec.vcpus * 1000 + 250,
           memoryBytes: (spec.memoryMiB + (this.options.vmOverheadMiB ?? 256)) * 1024 * 1024,
@@ -168,7 +182,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         const failure = await sandbox.fail(timedOut ? 'BootTimeout' : 'QemuExited', message);
         throw new SandboxFailedError(spec.id, failure);
       }
-      await cleanupVm(vmDir, spec.id).catch(() => undefined);
+      await releaseVm(vmDir, spec.id, tapOf(spec)).catch(() => undefined);
       await this.store.remove(spec.id);
       this.reservedUids.delete(uid);
       const message = error instanceof Error ? error.message : String(error);
@@ -189,7 +203,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       const vmDir = this.store.vmDir(id);
       const status = await vmStatus(vmDir).catch(() => ({ alive: false as const }));
       if (!record || !status.alive || status.pid !== record.pid) {
-        await cleanupVm(vmDir, id).catch(() => undefined);
+        await releaseVm(vmDir, id, record && tapOf(record.spec)).catch(() => undefined);
         await this.store.remove(id);
         report.lost.push({
           id,
@@ -214,7 +228,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         if (sandbox) {
           report.lost.push({ id, failure: await sandbox.fail('QemuExited', message) });
         } else {
-          await cleanupVm(vmDir, id).catch(() => undefined);
+          await releaseVm(vmDir, id, tapOf(record.spec)).catch(() => undefined);
           await this.store.remove(id);
           report.lost.push({ id, failure: { reason: 'QemuExited', message, consoleTail: '' } });
         }

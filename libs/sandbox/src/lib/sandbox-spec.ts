@@ -3,6 +3,7 @@
  * host. Validated before anything is started, so bad input fails with a clear message and leaves nothing behind.
  */
 import { z } from 'zod';
+import type { TapSpec } from './vmm';
 import { FS_TYPES, isProtocolError, parseContainerSpec, type ContainerSpec, type FsType } from '@caas/guest-protocol';
 
 export interface SandboxContainerSpec extends Omit<ContainerSpec, 'disk' | 'fsType'> {
@@ -18,9 +19,30 @@ export interface SandboxSpec {
   containers: SandboxContainerSpec[];
   /** Extra guest kernel parameters (debugging, tests), one word each. */
   kernelParams?: string[];
+  /** The pod's network (ADR-006); without it the VM has no network device at all. */
+  network?: SandboxNetwork;
+}
+
+/**
+ * The VM runs in `netns` (the tenant's namespace on this host) with a tap `tap` the sandbox creates there, owned
+ * by the VM's uid; the guest configures its interface (`mac`) with `address`, `gateway` and `mtu` before the
+ * first container starts. The network layer routes the tap.
+ */
+export interface SandboxNetwork {
+  netns: string;
+  tap: string;
+  mac: string;
+  /** `10.0.0.2/24` */
+  address: string;
+  gateway: string;
+  mtu: number;
 }
 
 export const MAX_CONTAINERS = 16;
+
+/** The tap of a sandbox with a network. */
+export const tapOf = (spec: SandboxSpec): TapSpec | undefined =>
+  spec.network && { netns: spec.network.netns, name: spec.network.tap };
 
 export class SandboxSpecError extends Error {
   override readonly name = 'SandboxSpecError';
@@ -42,6 +64,17 @@ const sandboxSchema = z
     kernelParams: z
       .array(z.string().regex(/^[^\s"]{1,256}$/, 'one word, no quotes'))
       .max(32)
+      .optional(),
+    network: z
+      .object({
+        netns: z.string().regex(/^\/[A-Za-z0-9_./-]{1,200}$/, 'an absolute path such as /run/netns/<name>'),
+        tap: z.string().regex(/^[a-z][a-z0-9]{0,14}$/, '1..15 of a-z and 0-9, starting with a letter'),
+        mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a lower-case MAC address'),
+        address: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/([1-9]|[12]\d|30)$/, 'an IPv4 address with a prefix'),
+        gateway: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}$/, 'an IPv4 address'),
+        mtu: z.number().int().min(576).max(9000),
+      })
+      .strict()
       .optional(),
   })
   .strict();

@@ -19,8 +19,8 @@ import type {
 } from '@caas/guest-protocol';
 import { GuestConnection, type StreamPositions } from './guest-connection';
 import type { SandboxStore, SandboxRecord } from './sandbox-store';
-import { guestContainerSpec, type SandboxSpec } from './sandbox-spec';
-import { cleanupVm, isAlive, killVm, type Accelerator, type QmpClient, type QmpEvent, type VmExit } from './vmm';
+import { guestContainerSpec, tapOf, type SandboxSpec } from './sandbox-spec';
+import { isAlive, killVm, releaseVm, type Accelerator, type QmpClient, type QmpEvent, type VmExit } from './vmm';
 
 export type SandboxState = 'booting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -207,6 +207,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       }),
     ]);
     this.timings.readyAt = Date.now();
+    if (this.spec.network) {
+      // Before any container starts (again on adoption: idempotent), so containers start with their network up.
+      const { mac, address, gateway, mtu } = this.spec.network;
+      await this.conn.request('network', { mac, address, gateway, mtu });
+    }
     this.timings.guest = hello.timings;
     for (const status of hello.containers) this.containerStatus.set(status.name, status);
     for (const [index, container] of this.spec.containers.entries()) {
@@ -364,7 +369,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         pending.emit();
       }
       if (unasked && !this.currentFailure) this.currentFailure = await this.describeUnaskedExit(exit);
-      await cleanupVm(this.parts.vmPaths.dir, this.id).catch((error: Error) => {
+      await releaseVm(this.parts.vmPaths.dir, this.id, tapOf(this.spec)).catch((error: Error) => {
         this.emit('warning', `cleanup of ${this.id} incomplete: ${error.message}`);
       });
       await this.parts.store.remove(this.id);

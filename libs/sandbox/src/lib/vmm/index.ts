@@ -12,3 +12,4 @@ export * from './cgroup';
 export * from './proc';
 export * from './launch';
 export * from './lifecycle';
+export * from './tap';

@@ -37,12 +37,23 @@ export interface LaunchOptions {
    */
   netns?: string;
   /**
+   * The pod's tap (in `netns`), handed to QEMU as descriptor `fd` (`buildQemuCommand(spec).tapFd`) by `helper`
+   * (caas-tapfd, runtime/tapfd) while still root: QEMU needs no access to /dev/net/tun.
+   */
+  tap?: LaunchTap;
+  /**
    * RLIMIT_FSIZE of QEMU, with SIGXFSZ ignored: the guest console log (and QEMU's own log) stop growing at this
    * size instead of filling the host disk; QEMU keeps running. Default 64 MiB.
    */
   maxLogBytes?: number;
   /** Until QMP answers. Default 10000 ms. */
   startTimeoutMs?: number;
+}
+
+export interface LaunchTap {
+  name: string;
+  fd: number;
+  helper: string;
 }
 
 export interface VmExit {
@@ -72,7 +83,8 @@ const SAFE_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
  * The launch command (pure): a shell joins every cgroup as itself, ignores SIGXFSZ, execs nsenter into the
- * network namespace when one is given, then prlimit (file size cap, no core dumps: a QEMU core holds guest
+ * network namespace when one is given, then caas-tapfd when the VM has a tap (it opens the tap at the descriptor
+ * QEMU expects), then prlimit (file size cap, no core dumps: a QEMU core holds guest
  * memory), which execs setpriv (the VM's uid/gid, no
  * supplementary groups, no_new_privs, no capabilities in any set), which execs QEMU. Every exec keeps the pid,
  * so QEMU is in its cgroup before it runs any code, let alone guest code.
@@ -85,6 +97,7 @@ export function buildLaunchCommand(options: {
   args: readonly string[];
   maxLogBytes: number;
   netns?: string;
+  tap?: LaunchTap;
 }): { file: string; args: string[] } {
   const script =
     'for f do [ "$f" = -- ] && break; echo $$ > "$f" || exit ' +
@@ -98,6 +111,7 @@ export function buildLaunchCommand(options: {
       ...options.procsFiles,
       '--',
       ...(options.netns === undefined ? [] : ['nsenter', `--net=${options.netns}`, '--']),
+      ...(options.tap === undefined ? [] : [options.tap.helper, options.tap.name, String(options.tap.fd), '--']),
       'prlimit',
       `--fsize=${options.maxLogBytes}:${options.maxLogBytes}`,
       '--core=0:0',
@@ -254,6 +268,7 @@ export async function launchQemu(options: LaunchOptions): Promise<VmHandle> {
       args: options.args,
       maxLogBytes,
       netns: options.netns,
+      tap: options.tap,
     });
     // stdio[i] becomes fd i in the child: the passed files land at FIRST_PASSED_FD (3), 4, …
     const child = spawn(command.file, command.args, {

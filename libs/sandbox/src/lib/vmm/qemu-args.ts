@@ -42,12 +42,23 @@ export interface QemuSpec {
   paused?: boolean;
   /** `-name guest=<name>` (shows in QMP `query-name`); a VM id. */
   name?: string;
+  /**
+   * The pod's network interface, seen by the guest as a virtio-net device with `mac`: QEMU gets its tap as an
+   * open file descriptor (`QemuCommand.tapFd`, which the launch puts there: see `launchQemu`'s `tap`), never by name.
+   */
+  nic?: QemuNic;
+}
+
+export interface QemuNic {
+  mac: string;
 }
 
 export interface QemuCommand {
   args: string[];
   /** Host files to open read-only and pass to QEMU: `passFiles[i]` must be at fd `FIRST_PASSED_FD + i`. */
   passFiles: string[];
+  /** With a `nic`: the descriptor QEMU expects its tap at (after the passed files). */
+  tapFd?: number;
 }
 
 /** Passed files follow stdin, stdout and stderr. */
@@ -59,6 +70,13 @@ export const MAX_VCPUS = 64;
 export const MAX_DISKS = 16;
 /** virtio-blk's serial is a 20-byte field. */
 export const MAX_DISK_SERIAL_BYTES = 20;
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+function nicArgs(nic: QemuNic, tapFd: number): string[] {
+  if (!MAC.test(nic.mac)) invalid(`mac ${JSON.stringify(nic.mac)} must be a lower-case MAC address`);
+  return ['-netdev', `tap,id=net0,fd=${tapFd}`, '-device', `virtio-net-device,netdev=net0,mac=${nic.mac}`];
+}
 
 /** Never absent, whatever the spec: the flags the platform's isolation relies on. */
 export const QEMU_SANDBOX_OPTION = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
@@ -171,7 +189,7 @@ function diskArgs(disks: readonly QemuDisk[]): QemuCommand {
  * The QEMU command line for a microVM (pure). Always: no default devices, no user config, no display, no
  * reboot, a guest panic is an exit (code 1) with a `GUEST_PANICKED` event, QMP and both virtio-serial ports as
  * unix-socket servers in the VM dir, read-only disks passed as file descriptors, `-sandbox` with every deny
- * option, and no network device of any kind (the network layer adds the pod's tap).
+ * option, and no network device but the pod's own tap when `nic` is given.
  */
 export function buildQemuCommand(spec: QemuSpec): QemuCommand {
   validateVmDir(spec.dir);
@@ -181,6 +199,7 @@ export function buildQemuCommand(spec: QemuSpec): QemuCommand {
   checkInteger('vcpus', spec.vcpus, 1, MAX_VCPUS);
   if (spec.name !== undefined) validateVmId(spec.name);
   const disks = diskArgs(spec.disks ?? []);
+  const tapFd = spec.nic === undefined ? undefined : FIRST_PASSED_FD + disks.passFiles.length;
 
   const args = [
     ...(spec.name !== undefined ? ['-name', `guest=${spec.name}`] : []),
@@ -207,13 +226,14 @@ export function buildQemuCommand(spec: QemuSpec): QemuCommand {
     '-device',
     'virtserialport,chardev=out,name=caas.out',
     ...disks.args,
+    ...(spec.nic && tapFd !== undefined ? nicArgs(spec.nic, tapFd) : []),
     '-sandbox',
     QEMU_SANDBOX_OPTION,
     '-msg',
     'timestamp=on',
     ...(spec.paused === true ? ['-S'] : []),
   ];
-  return { args, passFiles: disks.passFiles };
+  return { args, passFiles: disks.passFiles, ...(tapFd !== undefined && { tapFd }) };
 }
 
 /** `buildQemuCommand(spec).args`. */

@@ -57,6 +57,30 @@ describe('buildLaunchCommand (pure)', () => {
     expect(command.args.slice(5, 9)).toEqual(['nsenter', '--net=/run/netns/host-a', '--', 'prlimit']);
   });
 
+  it('hands the tap over with caas-tapfd in the namespace, before privileges are dropped', () => {
+    const command = buildLaunchCommand({
+      procsFiles: [],
+      uid: 420001,
+      gid: 420001,
+      qemuBinary: 'qemu-system-x86_64',
+      args: [],
+      maxLogBytes: 4096,
+      netns: '/run/netns/caas-t7',
+      tap: { name: 'tp3f1e2d4c5b6a', fd: 4, helper: '/opt/caas/dist/guest/caas-tapfd' },
+    });
+    const rest = command.args.slice(command.args.indexOf('nsenter'));
+    expect(rest.slice(0, 8)).toEqual([
+      'nsenter',
+      '--net=/run/netns/caas-t7',
+      '--',
+      '/opt/caas/dist/guest/caas-tapfd',
+      'tp3f1e2d4c5b6a',
+      '4',
+      '--',
+      'prlimit',
+    ]);
+  });
+
   describe('its shell script', () => {
     let tmp: string;
     beforeEach(() => {

@@ -195,8 +195,23 @@ describe('buildQemuCommand', () => {
       'guest param overriding console',
       { boot: { kind: 'kernel', kernel: '/k', tscKhz: 1, guestParams: ['console=tty0'] } },
     ],
+    ['a MAC with an option in it', { nic: { mac: '02:ca:0a:00:00:02,x=y' } }],
+    ['an upper-case MAC', { nic: { mac: '02:CA:0A:00:00:02' } }],
   ])('refuses %s', (_name, patch) => {
     expect(codeOf(() => buildQemuArgs({ ...kernelSpec, ...patch }))).toBe('INVALID_SPEC');
+  });
+
+  it("gives the pod's tap (a descriptor after the disks') to the guest as a virtio-net device with its MAC", () => {
+    const command = buildQemuCommand({
+      ...kernelSpec,
+      disks: [{ path: '/i', serial: 'c0' }],
+      nic: { mac: '02:ca:0a:00:00:02' },
+    });
+    const args = command.args;
+    expect(command.tapFd).toBe(4);
+    expect(values(args, '-netdev')).toEqual(['tap,id=net0,fd=4']);
+    expect(values(args, '-device')).toContain('virtio-net-device,netdev=net0,mac=02:ca:0a:00:00:02');
+    for (const flag of ['-nic', '-net']) expect(args).not.toContain(flag);
   });
 
   it('accepts a 20-byte serial of letters, digits and dashes', () => {

@@ -1,0 +1,3 @@
+module caas.dev/tapfd
+
+go 1.19
