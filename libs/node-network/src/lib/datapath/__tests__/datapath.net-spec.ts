@@ -1,0 +1,493 @@
+/**
+ * ADR-006 data path with real packets: two simulated hosts (network namespaces joined by an underlay veth), an
+ * "internet" namespace, tenants with the SAME subnet, pods as namespaces. Everything lives in namespaces this test
+ * creates (prefix `nnt<pid>`) and deletes in afterAll, also on failure. Needs root, iproute2, nftables, node.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HostNetwork } from '../host-network';
+import { guestMac, vtepMac } from '../names';
+import type { TenantNetwork } from '../tenant-network';
+
+jest.setTimeout(20_000);
+
+const P = `nnt${process.pid}`;
+const HA = `${P}ha`;
+const HB = `${P}hb`;
+const INET = `${P}in`;
+const UNDERLAY_A = '192.0.2.11';
+const UNDERLAY_B = '192.0.2.12';
+const UPLINK_A = '198.51.100.11';
+const UPLINK_B = '198.51.101.11';
+const SERVER = '198.51.100.1';
+const CONTROL_PLANE = '203.0.113.5';
+const SUBNET = '10.0.0.0/24';
+const dir = mkdtempSync(join(tmpdir(), 'nnt-'));
+const PROBE = join(dir, 'probe.js');
+
+// A tiny network tool run inside namespaces: servers that report what they receive, clients that print the answer.
+writeFileSync(
+  PROBE,
+  String.raw`
+const net = require('net'), dgram = require('dgram');
+const [mode, ...a] = process.argv.slice(2);
+const done = (s) => { process.stdout.write(s + '\n'); process.exit(0); };
+if (mode === 'serve') {
+  const [name, tcpPorts, udpPorts] = a;
+  for (const p of tcpPorts.split(',').filter(Boolean)) net.createServer((c) => {
+    console.log('tcp ' + p + ' from ' + c.remoteAddress + ':' + c.remotePort);
+    c.end(name + ' ' + c.remoteAddress + ':' + c.remotePort);
+  }).listen(Number(p), '0.0.0.0');
+  for (const p of udpPorts.split(',').filter(Boolean)) {
+    const s = dgram.createSocket('udp4');
+    s.on('message', (m, r) => {
+      console.log('udp ' + p + ' from ' + r.address + ':' + r.port + ' ' + m.toString());
+      s.send(name + ' ' + r.address + ':' + r.port, r.port, r.address);
+    });
+    s.bind(Number(p), '0.0.0.0');
+  }
+  setTimeout(() => console.log('ready'), 50);
+} else if (mode === 'tcp') {
+  const [host, port] = a;
+  const c = net.connect({ host, port: Number(port) });
+  let data = '';
+  c.on('data', (d) => (data += d));
+  c.on('end', () => done(data));
+  c.on('error', () => done('FAIL'));
+  setTimeout(() => done('FAIL'), 700);
+} else if (mode === 'udp') {
+  const [host, port, sport, bind, broadcast] = a;
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m) => done(m.toString()));
+  s.on('error', () => done('FAIL'));
+  s.bind({ port: Number(sport || 0), address: bind || undefined }, () => {
+    if (broadcast) s.setBroadcast(true);
+    s.send('hello', Number(port), host);
+  });
+  setTimeout(() => done('FAIL'), 700);
+} else if (mode === 'vxlan') {
+  // A forged VXLAN packet: VNI, inner dst MAC (the remote vx), inner src/dst IPv4, inner UDP to dport.
+  const [host, vni, dmac, smac, src, dst, dport] = a;
+  const ip4 = (t) => Buffer.from(t.split('.').map(Number));
+  const mac = (t) => Buffer.from(t.split(':').map((x) => parseInt(x, 16)));
+  const payload = Buffer.from('forged');
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(1234, 0); udp.writeUInt16BE(Number(dport), 2); udp.writeUInt16BE(8 + payload.length, 4);
+  const iph = Buffer.alloc(20);
+  iph[0] = 0x45; iph.writeUInt16BE(20 + 8 + payload.length, 2); iph[8] = 64; iph[9] = 17;
+  ip4(src).copy(iph, 12); ip4(dst).copy(iph, 16);
+  let sum = 0; for (let i = 0; i < 20; i += 2) sum += iph.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  iph.writeUInt16BE(~sum & 0xffff, 10);
+  const eth = Buffer.concat([mac(dmac), mac(smac), Buffer.from([0x08, 0x00])]);
+  const vx = Buffer.alloc(8); vx[0] = 0x08; vx.writeUIntBE(Number(vni), 4, 3);
+  const s = dgram.createSocket('udp4');
+  s.send(Buffer.concat([vx, eth, iph, udp, payload]), 4789, host, () => done('sent'));
+  setTimeout(() => done('sent?'), 700);
+}
+`,
+);
+
+function sh(args: string[]): string {
+  return execFileSync(args[0] as string, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+const inNs = (ns: string, args: string[]): string => sh(['ip', 'netns', 'exec', ns, ...args]);
+const tryNs = (ns: string, args: string[]): boolean => {
+  try {
+    inNs(ns, args);
+    return true;
+  } catch {
+    return false;
+  }
+};
+function probe(ns: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile('ip', ['netns', 'exec', ns, 'node', PROBE, ...args], { encoding: 'utf8' }, (_e, stdout) =>
+      resolve(stdout.trim() || 'FAIL'),
+    );
+  });
+}
+const ping = (ns: string, to: string, extra: string[] = []): boolean =>
+  tryNs(ns, ['busybox', 'ping', '-c', '1', '-W', '1', ...extra, to]);
+
+const servers: { ns: string; child: ChildProcess; out: string[] }[] = [];
+async function serve(ns: string, name: string, tcp: string, udp: string): Promise<string[]> {
+  const child = spawn('ip', ['netns', 'exec', ns, 'node', PROBE, 'serve', name, tcp, udp], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const out: string[] = [];
+  servers.push({ ns, child, out });
+  await new Promise<void>((resolve) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      out.push(...d.toString().split('\n').filter(Boolean));
+      if (out.includes('ready')) resolve();
+    });
+  });
+  return out;
+}
+
+function link(ns1: string, if1: string, addr1: string, ns2: string, if2: string, addr2: string, mtu: number): void {
+  sh([
+    'ip',
+    'link',
+    'add',
+    if1,
+    'netns',
+    ns1,
+    'mtu',
+    String(mtu),
+    'type',
+    'veth',
+    'peer',
+    'name',
+    if2,
+    'netns',
+    ns2,
+    'mtu',
+    String(mtu),
+  ]);
+  sh(['ip', '-n', ns1, 'addr', 'add', addr1, 'dev', if1]);
+  sh(['ip', '-n', ns2, 'addr', 'add', addr2, 'dev', if2]);
+  sh(['ip', '-n', ns1, 'link', 'set', if1, 'up']);
+  sh(['ip', '-n', ns2, 'link', 'set', if2, 'up']);
+}
+
+const podNs = (name: string): string => `${P}p${name}`;
+/** A "pod": a namespace holding eth0, whose veth peer in the tenant namespace plays the tap. */
+async function pod(tenant: TenantNetwork, name: string, podId: string, address: string): Promise<string> {
+  const ns = podNs(name);
+  sh(['ip', 'netns', 'add', ns]);
+  const port = `tp${podId.slice(0, 12)}`;
+  sh(['ip', 'link', 'add', port, 'netns', tenant.netnsName, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+  await tenant.attachPod({ podId, address, port: 'existing' });
+  inNs(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'address', guestMac(address), 'mtu', '1450', 'up']);
+  sh(['ip', '-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+  sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', '10.0.0.1']);
+  return ns;
+}
+
+function cleanupNamespaces(): void {
+  for (const s of servers) s.child.kill('SIGKILL');
+  const names = sh(['ip', 'netns', 'list'])
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(P));
+  for (const n of names) {
+    try {
+      sh(['ip', 'netns', 'del', n]);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+const rxPackets = (ns: string): number =>
+  (
+    JSON.parse(sh(['ip', '-n', ns, '-j', '-s', 'link', 'show', 'eth0'])) as { stats64: { rx: { packets: number } } }[]
+  )[0]?.stats64.rx.packets ?? 0;
+
+let hostA: HostNetwork;
+let hostB: HostNetwork;
+const T1 = 4711; // NAT, pods on both hosts
+const T2 = 4712; // NAT, same subnet, pods on both hosts
+const T3 = 4713; // DENY, host A only
+let t1a: TenantNetwork;
+let t1b: TenantNetwork;
+let t2a: TenantNetwork;
+let t2b: TenantNetwork;
+let t3a: TenantNetwork;
+let hostAServer: string[];
+const podOut: Record<string, string[]> = {};
+
+beforeAll(async () => {
+  for (const ns of [HA, HB, INET]) sh(['ip', 'netns', 'add', ns]);
+  for (const ns of [HA, HB, INET]) sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  link(HA, 'u0', `${UNDERLAY_A}/24`, HB, 'u0', `${UNDERLAY_B}/24`, 1500 + 50);
+  link(HA, 'up0', `${UPLINK_A}/24`, INET, 'ia', `${SERVER}/24`, 1500);
+  link(HB, 'up0', `${UPLINK_B}/24`, INET, 'ib', '198.51.101.1/24', 1500);
+  sh(['ip', '-n', HA, 'route', 'add', 'default', 'via', SERVER]);
+  sh(['ip', '-n', HB, 'route', 'add', 'default', 'via', '198.51.101.1']);
+  inNs(INET, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  // The control plane's address (PostgreSQL/Redis stand-in), on host A's loopback (no dummy driver here).
+  sh(['ip', '-n', HA, 'addr', 'add', `${CONTROL_PLANE}/32`, 'dev', 'lo']);
+
+  const forbidden = ['192.0.2.0/24', '203.0.113.0/24'];
+  hostA = await HostNetwork.open({
+    netns: HA,
+    underlay: { ifname: 'u0', address: UNDERLAY_A },
+    uplink: { ifname: 'up0', address: UPLINK_A },
+    forbidden,
+    tenantNetnsPrefix: `${P}a-t`,
+  });
+  hostB = await HostNetwork.open({
+    netns: HB,
+    underlay: { ifname: 'u0', address: UNDERLAY_B },
+    uplink: { ifname: 'up0', address: UPLINK_B },
+    forbidden,
+    tenantNetnsPrefix: `${P}b-t`,
+  });
+  await hostA.setVteps([UNDERLAY_A, UNDERLAY_B]);
+  await hostB.setVteps([UNDERLAY_B, UNDERLAY_A]);
+
+  t1a = await hostA.tenant({ networkId: T1, subnet: SUBNET, egress: 'NAT' });
+  t1b = await hostB.tenant({ networkId: T1, subnet: SUBNET, egress: 'NAT' });
+  t2a = await hostA.tenant({ networkId: T2, subnet: SUBNET, egress: 'NAT' });
+  t2b = await hostB.tenant({ networkId: T2, subnet: SUBNET, egress: 'NAT' });
+  t3a = await hostA.tenant({ networkId: T3, subnet: SUBNET, egress: 'DENY' });
+  await pod(t1a, 'a1', 'a1a1a1a1a1a1-0000', '10.0.0.2');
+  await pod(t1a, 'a2', 'a2a2a2a2a2a2-0000', '10.0.0.3');
+  await pod(t1b, 'b1', 'b1b1b1b1b1b1-0000', '10.0.0.4');
+  await pod(t2a, 'c1', 'c1c1c1c1c1c1-0000', '10.0.0.2');
+  await pod(t2b, 'c2', 'c2c2c2c2c2c2-0000', '10.0.0.5');
+  await pod(t3a, 'd1', 'd1d1d1d1d1d1-0000', '10.0.0.2');
+  await t1a.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
+  await t1b.setPeers([
+    { address: '10.0.0.2', vtep: UNDERLAY_A },
+    { address: '10.0.0.3', vtep: UNDERLAY_A },
+    { address: '10.0.0.4', vtep: UNDERLAY_B },
+  ]);
+  await t2a.setPeers([{ address: '10.0.0.5', vtep: UNDERLAY_B }]);
+  await t2b.setPeers([{ address: '10.0.0.2', vtep: UNDERLAY_A }]);
+
+  await serve(INET, 'internet', '80', '7');
+  hostAServer = await serve(HA, 'hostA', '5432,6379', '');
+  for (const name of ['a1', 'a2', 'b1', 'c1', 'c2', 'd1'])
+    podOut[name] = await serve(podNs(name), name, '8080', '9000');
+}, 60_000);
+
+afterAll(async () => {
+  if (process.env['NNT_KEEP'] === '1') return;
+  try {
+    await hostA?.destroy();
+    await hostB?.destroy();
+  } finally {
+    cleanupNamespaces();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
+
+const replyFrom = (reply: string): string => reply.split(' ')[0] ?? '';
+const count = async (t: { counters(): Promise<Record<string, { packets: number }>> }, name: string): Promise<number> =>
+  (await t.counters())[name]?.packets ?? 0;
+
+describe('same tenant', () => {
+  it('reaches pods on the same host and across hosts over VXLAN (ICMP, TCP, UDP)', async () => {
+    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(ping(podNs('b1'), '10.0.0.3')).toBe(true);
+    expect(await probe(podNs('a1'), ['tcp', '10.0.0.3', '8080'])).toMatch(/^a2 10\.0\.0\.2:/);
+    expect(await probe(podNs('a1'), ['tcp', '10.0.0.4', '8080'])).toMatch(/^b1 10\.0\.0\.2:/);
+    expect(await probe(podNs('b1'), ['udp', '10.0.0.2', '9000'])).toMatch(/^a1 10\.0\.0\.4:/);
+    expect(await probe(podNs('c2'), ['udp', '10.0.0.2', '9000'])).toMatch(/^c1 10\.0\.0\.5:/);
+  });
+});
+
+describe('other tenant, same address space', () => {
+  it('is unreachable: ICMP, TCP, UDP', async () => {
+    // 10.0.0.5 is tenant 2's pod on host B; tenant 1 has no such pod.
+    const before = podOut['c2']?.length ?? 0;
+    expect(ping(podNs('a1'), '10.0.0.5')).toBe(false);
+    expect(await probe(podNs('a1'), ['tcp', '10.0.0.5', '8080'])).toBe('FAIL');
+    expect(await probe(podNs('b1'), ['udp', '10.0.0.5', '9000'])).toBe('FAIL');
+    expect(podOut['c2']?.length).toBe(before);
+    // Same address in both tenants on one host: each reaches its own.
+    expect(replyFrom(await probe(podNs('a2'), ['tcp', '10.0.0.2', '8080']))).toBe('a1');
+    expect(replyFrom(await probe(podNs('c2'), ['tcp', '10.0.0.2', '8080']))).toBe('c1');
+  });
+
+  it('answers no ARP for another tenant’s address; broadcast does not cross', async () => {
+    expect(tryNs(podNs('a1'), ['busybox', 'arping', '-c', '1', '-w', '1', '-I', 'eth0', '10.0.0.3'])).toBe(true);
+    expect(tryNs(podNs('a1'), ['busybox', 'arping', '-c', '1', '-w', '1', '-I', 'eth0', '10.0.0.5'])).toBe(false);
+    const rx = ['a2', 'c1', 'd1'].map((n) => rxPackets(podNs(n)));
+    const out = ['a2', 'c1', 'd1'].map((n) => podOut[n]?.length);
+    // Only the sender's own socket may hear its broadcast.
+    expect(['FAIL', 'a1']).toContain(
+      replyFrom(await probe(podNs('a1'), ['udp', '10.0.0.255', '9000', '', '', 'broadcast'])),
+    );
+    expect(['FAIL', 'a1']).toContain(
+      replyFrom(await probe(podNs('a1'), ['udp', '255.255.255.255', '9000', '', '', 'broadcast'])),
+    );
+    expect(['a2', 'c1', 'd1'].map((n) => rxPackets(podNs(n)))).toEqual(rx);
+    expect(['a2', 'c1', 'd1'].map((n) => podOut[n]?.length)).toEqual(out);
+  });
+});
+
+describe('anti-spoofing', () => {
+  it('drops and counts a spoofed source IP before conntrack', async () => {
+    const before = await count(t1a, 'spoofed');
+    sh(['ip', '-n', podNs('a1'), 'addr', 'add', '10.0.0.77/32', 'dev', 'eth0']);
+    try {
+      expect(await probe(podNs('a1'), ['udp', '10.0.0.3', '9000', '', '10.0.0.77'])).toBe('FAIL');
+      expect(ping(podNs('a1'), '10.0.0.4', ['-I', '10.0.0.77'])).toBe(false);
+    } finally {
+      sh(['ip', '-n', podNs('a1'), 'addr', 'del', '10.0.0.77/32', 'dev', 'eth0']);
+    }
+    expect(await count(t1a, 'spoofed')).toBeGreaterThanOrEqual(before + 2);
+    expect(podOut['a2']?.some((l) => l.includes('10.0.0.77'))).toBe(false);
+  });
+
+  it('drops and counts a spoofed source MAC', async () => {
+    const before = await count(t1a, 'spoofed');
+    sh(['ip', '-n', podNs('a1'), 'link', 'set', 'eth0', 'address', '02:ca:0a:00:00:63']);
+    try {
+      expect(ping(podNs('a1'), '10.0.0.3')).toBe(false);
+    } finally {
+      sh(['ip', '-n', podNs('a1'), 'link', 'set', 'eth0', 'address', guestMac('10.0.0.2')]);
+    }
+    expect(await count(t1a, 'spoofed')).toBeGreaterThan(before);
+    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+  });
+});
+
+describe('infrastructure is out of reach', () => {
+  it('blocks the host’s addresses, the other host’s underlay (incl. UDP 4789) and the control plane', async () => {
+    const before = hostAServer.length;
+    const forbidden = await count(t1a, 'forbidden');
+    const attempts: Promise<string>[] = [];
+    for (const [host, port] of [
+      [UNDERLAY_A, '5432'],
+      [UPLINK_A, '6379'],
+      [CONTROL_PLANE, '5432'],
+      [CONTROL_PLANE, '6379'],
+      ['100.64.0.0', '5432'],
+      [UNDERLAY_B, '22'],
+      ['10.0.0.1', '5432'],
+    ] as const) {
+      attempts.push(probe(podNs('a1'), ['tcp', host, port]));
+    }
+    attempts.push(probe(podNs('a1'), ['udp', UNDERLAY_B, '4789']));
+    expect(await Promise.all(attempts)).toEqual(attempts.map(() => 'FAIL'));
+    expect(ping(podNs('a1'), UNDERLAY_B)).toBe(false);
+    expect(ping(podNs('a1'), UNDERLAY_A)).toBe(false);
+    expect(hostAServer.length).toBe(before);
+    expect(await count(t1a, 'forbidden')).toBeGreaterThan(forbidden);
+  });
+
+  it('a forged VXLAN packet with the other tenant’s VNI reaches no one; the same packet from a VTEP is delivered', async () => {
+    const forged = (target: string): string[] => [
+      'vxlan',
+      target,
+      String(T2),
+      vtepMac(UNDERLAY_B),
+      vtepMac(UNDERLAY_A),
+      '10.0.0.2',
+      '10.0.0.5',
+      '9000',
+    ];
+    const hits = (): number => podOut['c2']?.filter((l) => l.includes('forged')).length ?? 0;
+    // Control: the packet is well formed (sent from host A's namespace, a known VTEP, it is delivered).
+    await probe(HA, forged(UNDERLAY_B));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hits()).toBe(1);
+    // From a pod of tenant 1: to host B's underlay and uplink.
+    await probe(podNs('a1'), forged(UNDERLAY_B));
+    await probe(podNs('a1'), forged(UPLINK_B));
+    // Defence in depth: with the tenant namespace's guards bypassed, the host namespace still drops them.
+    const hostBefore = await hostA.counters();
+    inNs(t1a.netnsName, ['nft', 'insert', 'rule', 'inet', 'caas_guard', 'forward', 'accept']);
+    try {
+      await probe(podNs('a1'), forged(UNDERLAY_B));
+      await probe(podNs('a1'), forged(UPLINK_B));
+      expect(await probe(podNs('a1'), ['tcp', CONTROL_PLANE, '5432'])).toBe('FAIL');
+    } finally {
+      await t1a.applyGuards();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hits()).toBe(1);
+    const hostAfter = await hostA.counters();
+    const moved = (n: string): number => (hostAfter[n]?.packets ?? 0) - (hostBefore[n]?.packets ?? 0);
+    expect(moved('tenant_forward') + moved('forbidden')).toBeGreaterThanOrEqual(2);
+    expect(moved('tenant_input')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('egress', () => {
+  it('NATs two tenants with identical addresses and 5-tuples at once; replies reach the right tenant', async () => {
+    const [r1, r2] = await Promise.all([
+      probe(podNs('a1'), ['udp', SERVER, '7', '40000']),
+      probe(podNs('c1'), ['udp', SERVER, '7', '40000']),
+    ]);
+    expect(r1).toMatch(/^internet 198\.51\.100\.11:\d+$/);
+    expect(r2).toMatch(/^internet 198\.51\.100\.11:\d+$/);
+    expect(r1).not.toBe(r2);
+    const [t1, t2] = await Promise.all([
+      probe(podNs('a1'), ['tcp', SERVER, '80']),
+      probe(podNs('c1'), ['tcp', SERVER, '80']),
+    ]);
+    expect(t1).toMatch(/^internet 198\.51\.100\.11:/);
+    expect(t2).toMatch(/^internet 198\.51\.100\.11:/);
+    expect(ping(podNs('b1'), SERVER)).toBe(true);
+  });
+
+  it('with egress DENY nothing leaves, and it is counted', async () => {
+    const before = await count(t3a, 'egress_deny');
+    expect(await probe(podNs('d1'), ['tcp', SERVER, '80'])).toBe('FAIL');
+    expect(ping(podNs('d1'), SERVER)).toBe(false);
+    expect(await count(t3a, 'egress_deny')).toBeGreaterThan(before);
+  });
+});
+
+describe('IPv6', () => {
+  it('is disabled in tenant namespaces and on pod ports', () => {
+    for (const t of [t1a, t2b]) {
+      expect(inNs(t.netnsName, ['sysctl', '-n', 'net.ipv6.conf.all.disable_ipv6']).trim()).toBe('1');
+      const port = t.localPods()[0]?.ifname ?? 'missing';
+      expect(inNs(t.netnsName, ['sysctl', '-n', `net.ipv6.conf.${port}.disable_ipv6`]).trim()).toBe('1');
+    }
+  });
+});
+
+describe('setPeers', () => {
+  it('converges: removes stale peers, adds missing ones, idempotent', async () => {
+    await t1a.setPeers([]);
+    expect(ping(podNs('a1'), '10.0.0.4')).toBe(false);
+    expect(sh(['ip', '-n', t1a.netnsName, 'route', 'show', 'dev', 'vx4711']).trim()).toBe('');
+    expect(sh(['bridge', '-n', t1a.netnsName, 'fdb', 'show', 'dev', 'vx4711'])).not.toContain(UNDERLAY_B);
+    await t1a.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
+    await t1a.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
+    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+  });
+});
+
+describe('teardown', () => {
+  const hostState = (ns: string): string =>
+    [
+      sh(['ip', '-n', ns, '-o', 'link', 'show'])
+        .replace(/^\d+: /gm, '')
+        .split('\n')
+        .map((l) => l.split(' ')[0])
+        .join(' '),
+      sh(['ip', 'netns', 'exec', ns, 'nft', 'list', 'set', 'inet', 'caas_host', 'veth_src']).replace(/\s+/g, ' '),
+    ].join('\n');
+
+  it('last pod gone removes the tenant namespace, veth, VXLAN and host elements', async () => {
+    expect(hostState(HA)).toContain(`vh${T2}`);
+    await t2a.detachPod('c1c1c1c1c1c1-0000');
+    const netns = sh(['ip', 'netns', 'list']);
+    expect(netns).not.toContain(`${P}a-t${T2}`);
+    expect(netns).toContain(`${P}a-t${T1}`);
+    const state = hostState(HA);
+    expect(state).not.toContain(`vh${T2}`);
+    expect(state).not.toContain('100.64.0.3');
+    expect(state).toContain(`vh${T1}`);
+    // Tenant 2 on host B still works without host A's pod... and tenant 1 is untouched.
+    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+  });
+
+  it('destroy leaves nothing of the data path in the host namespace', async () => {
+    await hostA.destroy();
+    await hostB.destroy();
+    const netns = sh(['ip', 'netns', 'list']);
+    expect(netns).not.toMatch(new RegExp(`${P}[ab]-t`));
+    for (const ns of [HA, HB]) {
+      const links = sh(['ip', '-n', ns, '-o', 'link', 'show']);
+      expect(links).not.toMatch(/\b(vh|vx|vt|tp)[0-9a-f]+[@:]/);
+      expect(inNs(ns, ['nft', 'list', 'tables'])).not.toContain('caas_host');
+    }
+  });
+});
