@@ -2,69 +2,13 @@
  * `npm run bench:netpolicy`: compile time of one tenant's ruleset for one host (1,000 pods on 10 hosts, 200
  * policies) and of the incremental path for one changed policy (recompilePolicy + diff). Pure CPU; no nft.
  */
-import type { NormalizedNetworkPolicy } from '@caas/network-policy-model';
-import type { TenantPod } from '@caas/netpolicy-compiler';
 import { compile, diff, recompilePolicy, renderChanges, renderText } from '@caas/netpolicy-compiler';
+import { makePods, makePolicy } from './workload';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 30);
 const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 5);
 const GOAL_COMPILE_MS = 200;
 const GOAL_INCREMENTAL_MS = 10;
-
-const APPS = ['shop', 'blog', 'crm', 'auth', 'search'];
-const TIERS = ['web', 'api', 'db', 'cache'];
-
-function makePods(): TenantPod[] {
-  return Array.from({ length: 1000 }, (_, i) => ({
-    id: `pod-${i}`,
-    labels: {
-      app: APPS[i % APPS.length] as string,
-      tier: TIERS[(i >> 2) % TIERS.length] as string,
-      shard: `s${i % 7}`,
-    },
-    address: `10.1.${Math.floor(i / 250)}.${(i % 250) + 2}`,
-    node: `node-${i % 10}`,
-  }));
-}
-
-function makePolicy(i: number, variant = 0): NormalizedNetworkPolicy {
-  const app = APPS[i % APPS.length] as string;
-  const tier = TIERS[i % TIERS.length] as string;
-  const from = TIERS[(i + 1) % TIERS.length] as string;
-  return {
-    name: `pol-${String(i).padStart(3, '0')}`,
-    podSelector: { matchLabels: { app, tier } },
-    policyTypes: i % 3 === 0 ? ['INGRESS', 'EGRESS'] : ['INGRESS'],
-    ingress: [
-      {
-        from: [
-          { podSelector: { matchLabels: { app, tier: from } } },
-          { ipBlock: { cidr: '172.16.0.0/12', except: ['172.16.1.0/24'] } },
-        ],
-        ports: [
-          { protocol: 'TCP', port: 8000 + (i % 50) + variant, endPort: null },
-          { protocol: 'UDP', port: 5000, endPort: 5100 },
-        ],
-      },
-      { from: [{ podSelector: { matchLabels: { shard: `s${i % 7}` } } }], ports: [] },
-    ],
-    egress:
-      i % 3 === 0
-        ? [{ to: [{ podSelector: { matchLabels: { app } } }], ports: [{ protocol: 'TCP', port: 443, endPort: null }] }]
-        : [],
-    deny:
-      i % 10 === 0
-        ? [
-            {
-              direction: 'INGRESS',
-              priority: i % 5,
-              peers: [{ ipBlock: { cidr: '10.1.3.0/24', except: [] } }],
-              ports: [],
-            },
-          ]
-        : [],
-  };
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -1,7 +1,7 @@
 /**
- * The tenant of `npm run bench:network`: 1,000 pods on 10 hosts under 200 policies, the shapes of
- * bench/netpolicy (app × tier selectors, a pod peer plus an ipBlock with an except, TCP port + UDP range, a
- * shard-wide rule, egress on every third policy, a deny rule on every tenth), written compactly.
+ * The tenant of `npm run bench:netpolicy` and `bench:network`: 1,000 pods on 10 hosts under 200 policies (app × tier
+ * selectors, a pod peer plus an ipBlock with an except, TCP port + UDP range, a shard-wide rule, egress on every
+ * third policy, a deny rule on every tenth).
  */
 import type { NormalizedNetworkPolicy, Peer } from '@caas/network-policy-model';
 import type { TenantPod } from '@caas/netpolicy-compiler';
