@@ -6,14 +6,13 @@ import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
 import type { StreamPositions } from './guest-connection';
 import { Sandbox, SandboxFailedError, type SandboxFailure } from './sandbox';
-import { validateSandboxSpec, diskSerial, tapOf, type SandboxSpec } from './sandbox-spec';
+import { validateSandboxSpec, diskSerial, type SandboxSpec } from './sandbox-spec';
 import { SandboxStore, type SandboxRecord } from './sandbox-store';
 import {
   DEFAULT_UID_RANGE,
   allocateUid,
   buildQemuCommand,
-  createTap,
-  releaseVm,
+  cleanupVm,
   hostTscKhz,
   launchQemu,
   listUsedUids,
@@ -141,7 +140,6 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         disks: spec.containers.map((container, index) => ({ path: container.image.path, serial: diskSerial(index) })),
         ...(spec.network && { nic: { mac: spec.network.mac } }),
       });
-      if (spec.network) await createTap({ netns: spec.network.netns, name: spec.network.tap }, uid);
       const launchedAt = Date.now();
       const handle = await launchQemu({
         id: spec.id,
@@ -182,7 +180,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         const failure = await sandbox.fail(timedOut ? 'BootTimeout' : 'QemuExited', message);
         throw new SandboxFailedError(spec.id, failure);
       }
-      await releaseVm(vmDir, spec.id, tapOf(spec)).catch(() => undefined);
+      await cleanupVm(vmDir, spec.id).catch(() => undefined);
       await this.store.remove(spec.id);
       this.reservedUids.delete(uid);
       const message = error instanceof Error ? error.message : String(error);
@@ -203,7 +201,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       const vmDir = this.store.vmDir(id);
       const status = await vmStatus(vmDir).catch(() => ({ alive: false as const }));
       if (!record || !status.alive || status.pid !== record.pid) {
-        await releaseVm(vmDir, id, record && tapOf(record.spec)).catch(() => undefined);
+        await cleanupVm(vmDir, id).catch(() => undefined);
         await this.store.remove(id);
         report.lost.push({
           id,
@@ -228,7 +226,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         if (sandbox) {
           report.lost.push({ id, failure: await sandbox.fail('QemuExited', message) });
         } else {
-          await releaseVm(vmDir, id, tapOf(record.spec)).catch(() => undefined);
+          await cleanupVm(vmDir, id).catch(() => undefined);
           await this.store.remove(id);
           report.lost.push({ id, failure: { reason: 'QemuExited', message, consoleTail: '' } });
         }

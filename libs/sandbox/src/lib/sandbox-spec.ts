@@ -3,7 +3,6 @@
  * host. Validated before anything is started, so bad input fails with a clear message and leaves nothing behind.
  */
 import { z } from 'zod';
-import type { TapSpec } from './vmm';
 import { FS_TYPES, isProtocolError, parseContainerSpec, type ContainerSpec, type FsType } from '@caas/guest-protocol';
 
 export interface SandboxContainerSpec extends Omit<ContainerSpec, 'disk' | 'fsType'> {
@@ -24,9 +23,10 @@ export interface SandboxSpec {
 }
 
 /**
- * The VM runs in `netns` (the tenant's namespace on this host) with a tap `tap` the sandbox creates there, owned
- * by the VM's uid; the guest configures its interface (`mac`) with `address`, `gateway` and `mtu` before the
- * first container starts. The network layer routes the tap.
+ * The VM runs in `netns` (the tenant's namespace on this host) on the tap `tap`, which the network layer has
+ * created and routed there (it owns the tap: it outlives the VM, e.g. across a restart); QEMU gets it as a file
+ * descriptor. The guest configures its interface (`mac`) with `address`, `gateway` and `mtu` before the first
+ * container starts.
  */
 export interface SandboxNetwork {
   netns: string;
@@ -39,10 +39,6 @@ export interface SandboxNetwork {
 }
 
 export const MAX_CONTAINERS = 16;
-
-/** The tap of a sandbox with a network. */
-export const tapOf = (spec: SandboxSpec): TapSpec | undefined =>
-  spec.network && { netns: spec.network.netns, name: spec.network.tap };
 
 export class SandboxSpecError extends Error {
   override readonly name = 'SandboxSpecError';

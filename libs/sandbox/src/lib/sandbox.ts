@@ -19,8 +19,8 @@ import type {
 } from '@caas/guest-protocol';
 import { GuestConnection, type StreamPositions } from './guest-connection';
 import type { SandboxStore, SandboxRecord } from './sandbox-store';
-import { guestContainerSpec, tapOf, type SandboxSpec } from './sandbox-spec';
-import { isAlive, killVm, releaseVm, type Accelerator, type QmpClient, type QmpEvent, type VmExit } from './vmm';
+import { guestContainerSpec, type SandboxSpec } from './sandbox-spec';
+import { cleanupVm, isAlive, killVm, type Accelerator, type QmpClient, type QmpEvent, type VmExit } from './vmm';
 
 export type SandboxState = 'booting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -369,7 +369,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         pending.emit();
       }
       if (unasked && !this.currentFailure) this.currentFailure = await this.describeUnaskedExit(exit);
-      await releaseVm(this.parts.vmPaths.dir, this.id, tapOf(this.spec)).catch((error: Error) => {
+      await cleanupVm(this.parts.vmPaths.dir, this.id).catch((error: Error) => {
         this.emit('warning', `cleanup of ${this.id} incomplete: ${error.message}`);
       });
       await this.parts.store.remove(this.id);

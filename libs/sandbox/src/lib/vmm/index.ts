@@ -12,4 +12,3 @@ export * from './cgroup';
 export * from './proc';
 export * from './launch';
 export * from './lifecycle';
-export * from './tap';
