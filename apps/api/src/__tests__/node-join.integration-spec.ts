@@ -180,6 +180,39 @@ describe('POST /v1/nodes/join', () => {
     expect(await tokenRow(id)).toMatchObject({ usedAt: null });
   });
 
+  it('refuses an underlay address that is no unicast IPv4 address with 400, writing nothing', async () => {
+    const { token, id } = await createJoinToken();
+    const nodesBefore = await api.prisma.node.count();
+    const usersBefore = await aclUsers();
+    for (const underlayAddress of [
+      'not-an-ip',
+      '2001:db8::1',
+      '192.0.2.300',
+      '0.0.0.0',
+      '224.0.0.1',
+      '255.255.255.255',
+    ]) {
+      const refused = await join({ ...joinBody(token), underlayAddress });
+      expectJoinError(refused, 400, 'BAD_REQUEST');
+      expect(refused.body.error.message).toEqual(expect.stringContaining('underlayAddress'));
+    }
+    expect(await api.prisma.node.count()).toBe(nodesBefore);
+    expect(await tokenRow(id)).toMatchObject({ usedAt: null, nodeId: null });
+    expect((await aclUsers()).filter((u) => !usersBefore.includes(u))).toEqual([]);
+    // The token still works, with the address stored as given (or none at all).
+    const joined = await join({ ...joinBody(token), underlayAddress: '198.51.100.23' });
+    expect(joined.status).toBe(201);
+    const rows = await api.prisma.$queryRaw<{ underlay: string }[]>`
+      SELECT host("underlayAddress") AS underlay FROM nodes WHERE id = ${joined.body.nodeId}::uuid`;
+    expect(rows).toEqual([{ underlay: '198.51.100.23' }]);
+    const { underlayAddress: _omitted, ...withoutAddress } = joinBody((await createJoinToken()).token);
+    const bare = await join(withoutAddress);
+    expect(bare.status).toBe(201);
+    expect(await api.prisma.node.findUniqueOrThrow({ where: { id: bare.body.nodeId } })).toMatchObject({
+      underlayAddress: null,
+    });
+  });
+
   it('refuses a taken name with 409 and leaves the token unused', async () => {
     const first = await join(joinBody((await createJoinToken()).token));
     expect(first.status).toBe(201);

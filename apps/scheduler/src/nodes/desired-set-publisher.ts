@@ -1,8 +1,16 @@
+import { createHash } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { DesiredContainer, DesiredPod, DesiredSet } from '@caas/queue-contracts';
+import { networkPolicySpecSchema } from '@caas/network-policy-model';
+import type {
+  DesiredContainer,
+  DesiredNetwork,
+  DesiredNetworkPolicy,
+  DesiredPod,
+  DesiredSet,
+} from '@caas/queue-contracts';
 import {
   DESIRED_SET_READY_JOB,
   NodeQueueName,
@@ -62,6 +70,41 @@ interface PodRow {
   subnet: string;
 }
 
+interface TenantRow {
+  id: string;
+  networkId: number;
+  subnet: string;
+  egressDefault: DesiredNetwork['egressDefault'];
+}
+
+interface PolicyRow {
+  tenantId: string;
+  name: string;
+  podSelector: unknown;
+  policyTypes: unknown;
+  ingress: unknown;
+  egress: unknown;
+  deny: unknown;
+}
+
+/** A placed pod of a tenant of the set, on any node, that holds an address. */
+interface TenantPodRow {
+  id: string;
+  tenantId: string;
+  ip: string;
+  labels: unknown;
+  nodeId: string;
+  nodeName: string;
+  underlay: string | null;
+}
+
+interface NetworkRows {
+  tenants: TenantRow[];
+  policies: PolicyRow[];
+  pods: TenantPodRow[];
+  vteps: string[];
+}
+
 interface ContainerRow {
   podId: string;
   name: string;
@@ -98,6 +141,41 @@ function registryOf(image: string): string {
   return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
 }
 
+/** The first host address of an IPv4 CIDR (the tenant gateway, which the API never gives a pod), or null. */
+export function gatewayOf(subnet: string): string | null {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(subnet);
+  if (match === null) return null;
+  const octets = match.slice(1, 5).map(Number);
+  const prefix = Number(match[5]);
+  if (octets.some((o) => o > 255) || prefix > 30) return null;
+  const base = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const size = 2 ** (32 - prefix);
+  const gateway = base - (base % size) + 1;
+  return [24, 16, 8, 0].map((shift) => Math.floor(gateway / 2 ** shift) % 256).join('.');
+}
+
+/**
+ * What of a tenant's network other nodes see (its pods with their nodes, and their VTEPs): when it differs from
+ * what a node was last published with, the tenant's other nodes need a new set too (`fanOut`).
+ */
+function networkDigest(network: DesiredNetwork): string {
+  const vteps = new Map(network.peers.map((p) => [p.podId, p.vtep]));
+  const view = network.pods.map((p) => [p.podId, p.address, p.node, vteps.get(p.podId) ?? null, p.labels]);
+  return createHash('sha256').update(JSON.stringify(view)).digest('base64url');
+}
+
+/** PostgreSQL's deadlock_detected: a fan-out's bump lost to a transaction locking the same nodes in another order. */
+const DEADLOCK = '40P01';
+
+export interface PublishOptions {
+  /**
+   * Also bump and republish the other nodes of every tenant whose network (its pods, their nodes, addresses,
+   * labels, VTEPs) differs from what this node was last published with. Default true; the fan-out's own
+   * publishes run without it, so one change costs one round.
+   */
+  fanOut?: boolean;
+}
+
 export interface DesiredSetPublisherOptions {
   pool: pg.Pool;
   /** A producer connection (not a blocking one). */
@@ -118,8 +196,10 @@ export interface DesiredSetPublisherOptions {
 export class DesiredSetPublisher {
   private readonly queues = new Map<string, Queue>();
   /** Publishes under way, and the one trailing publish queued behind each (see `publishMany`). */
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly running = new Map<string, Promise<unknown>>();
   private readonly trailing = new Map<string, Promise<void>>();
+  /** Nodes whose queued trailing publish must fan out (one of its callers asked for it). */
+  private readonly trailingFanOut = new Set<string>();
   private readonly redis: Redis & WriteIfNewerCommand;
 
   constructor(private readonly options: DesiredSetPublisherOptions) {
@@ -128,14 +208,59 @@ export class DesiredSetPublisher {
     this.redis = options.redis as Redis & WriteIfNewerCommand;
   }
 
-  /** Publishes the node's current set; returns its version, or null when the node does not exist. */
-  async publish(nodeId: string): Promise<{ version: string; written: boolean } | null> {
+  /**
+   * Publishes the node's current set; returns its version, or null when the node does not exist. With `fanOut`
+   * (the default), the tenants whose network changed since the node's last publish are fanned out first: their
+   * other nodes' versions are bumped (committed before this set is written, so a crash in between leaves versions
+   * newer than their sets, which reconcile republishes) and their sets published.
+   */
+  async publish(nodeId: string, options: PublishOptions = {}): Promise<{ version: string; written: boolean } | null> {
+    const published = await this.publishOnce(nodeId, options.fanOut !== false);
+    if (published === null) return null;
+    await this.publishMany(published.fannedOut, { fanOut: false });
+    return { version: published.version, written: published.written };
+  }
+
+  /**
+   * Publishes the node's set and returns the nodes its fan-out bumped, without publishing them: a publish under
+   * way never waits for another node's (two nodes fanning out to each other would wait for each other).
+   */
+  private async publishOnce(
+    nodeId: string,
+    fanOut: boolean,
+  ): Promise<{ version: string; written: boolean; fannedOut: string[] } | null> {
     const set = await this.read(nodeId);
     if (set === null) return null;
     const keys = nodeKeys(nodeId, this.options.prefix);
+    const digests = this.digests(set);
+    let fannedOut: string[] = [];
+    if (fanOut) {
+      const changed = await this.changedTenants(nodeId, digests);
+      if (changed.length > 0) {
+        fannedOut = await this.bumpTenantNodes(changed, nodeId);
+        this.options.log.debug({ nodeId, tenantIds: changed, fannedOut }, 'tenant networks changed: fanning out');
+      }
+    }
     const written = await this.writeIfNewer(keys.desiredSet, set);
-    if (written) await this.announce(nodeId, { version: set.version, epoch: set.epoch });
-    return { version: set.version, written };
+    if (written) {
+      await this.options.redis.set(this.digestKey(nodeId), JSON.stringify(digests));
+      await this.announce(nodeId, { version: set.version, epoch: set.epoch });
+    }
+    return { version: set.version, written, fannedOut };
+  }
+
+  /**
+   * Bumps the version of every node with a pod of these tenants (but `except`) and publishes their sets without
+   * a further fan-out: for a change that is not a pod's (a network policy). Returns the nodes bumped.
+   */
+  async republishTenants(tenantIds: readonly string[], except: string | null = null): Promise<string[]> {
+    if (tenantIds.length === 0) return [];
+    const nodeIds = await this.bumpTenantNodes(tenantIds, except);
+    if (nodeIds.length > 0) {
+      this.options.log.debug({ tenantIds, nodeIds }, 'tenant networks changed: republishing their nodes');
+      await this.publishMany(nodeIds, { fanOut: false });
+    }
+    return nodeIds;
   }
 
   /**
@@ -143,34 +268,45 @@ export class DesiredSetPublisher {
    * publish is under way in this process share one trailing publish after it (which reads a snapshot taken after
    * every change its callers committed), so a burst of placements onto one node costs two reads, not one per pod.
    */
-  async publishMany(nodeIds: Iterable<string>): Promise<void> {
-    await Promise.all([...new Set(nodeIds)].map((nodeId) => this.coalesced(nodeId)));
+  async publishMany(nodeIds: Iterable<string>, options: PublishOptions = {}): Promise<void> {
+    const fanOut = options.fanOut !== false;
+    await Promise.all([...new Set(nodeIds)].map((nodeId) => this.coalesced(nodeId, fanOut)));
   }
 
-  private coalesced(nodeId: string): Promise<void> {
+  private coalesced(nodeId: string, fanOut: boolean): Promise<void> {
     const queued = this.trailing.get(nodeId);
-    if (queued !== undefined) return queued;
+    if (queued !== undefined) {
+      // A caller that wants the fan-out makes the queued publish do it.
+      if (fanOut) this.trailingFanOut.add(nodeId);
+      return queued;
+    }
     const current = this.running.get(nodeId);
-    if (current === undefined) return this.run(nodeId);
+    if (current === undefined) return this.run(nodeId, fanOut);
+    if (fanOut) this.trailingFanOut.add(nodeId);
     const next = current.then(() => {
       this.trailing.delete(nodeId);
-      return this.run(nodeId);
+      const withFanOut = this.trailingFanOut.delete(nodeId);
+      return this.run(nodeId, withFanOut);
     });
     this.trailing.set(nodeId, next);
     return next;
   }
 
-  private run(nodeId: string): Promise<void> {
-    const done: Promise<void> = this.publish(nodeId)
-      .then(() => undefined)
-      .catch((error: unknown) =>
-        this.options.log.warn({ err: error, nodeId }, 'publishing a desired set failed; reconcile retries it'),
-      )
+  private run(nodeId: string, fanOut: boolean): Promise<void> {
+    const done: Promise<string[]> = this.publishOnce(nodeId, fanOut)
+      .then((published) => published?.fannedOut ?? [])
+      .catch((error: unknown) => {
+        this.options.log.warn({ err: error, nodeId }, 'publishing a desired set failed; reconcile retries it');
+        return [];
+      })
       .finally(() => {
         if (this.running.get(nodeId) === done) this.running.delete(nodeId);
       });
     this.running.set(nodeId, done);
-    return done;
+    // The fan-out's publishes run after this node's slot is free (see `publishOnce`).
+    return done.then((fannedOut) =>
+      fannedOut.length > 0 ? this.publishMany(fannedOut, { fanOut: false }) : undefined,
+    );
   }
 
   /** The version stored in Redis for the node, or null when none is. */
@@ -218,8 +354,9 @@ export class DesiredSetPublisher {
           [tenantIds],
         ),
       ]);
+      const network = await this.readNetworks(client, nodeId, tenantIds);
       await client.query('COMMIT');
-      return this.build(row, pods.rows, containers.rows, credentials.rows);
+      return this.build(row, pods.rows, containers.rows, credentials.rows, network);
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
@@ -228,7 +365,87 @@ export class DesiredSetPublisher {
     }
   }
 
-  private build(node: NodeRow, pods: PodRow[], containers: ContainerRow[], credentials: CredentialRow[]): DesiredSet {
+  /** The networks of the set's tenants and the other nodes' VTEPs, in the snapshot of `read`. */
+  private async readNetworks(client: pg.PoolClient, nodeId: string, tenantIds: string[]): Promise<NetworkRows> {
+    // One client runs one query at a time: in sequence.
+    const tenants = await client.query<TenantRow>(
+      `SELECT id, "networkId", subnet, "egressDefault" FROM tenants WHERE id = ANY($1::uuid[]) ORDER BY id`,
+      [tenantIds],
+    );
+    const policies = await client.query<PolicyRow>(
+      `SELECT "tenantId", name, "podSelector", "policyTypes"::text[] AS "policyTypes", ingress, egress, deny
+         FROM network_policies WHERE "tenantId" = ANY($1::uuid[]) ORDER BY "tenantId", name`,
+      [tenantIds],
+    );
+    const pods = await client.query<TenantPodRow>(
+      `SELECT p.id, p."tenantId", host(p.ip) AS ip, p.labels, n.id AS "nodeId", n.name AS "nodeName",
+                host(n."underlayAddress") AS underlay
+         FROM pods p JOIN nodes n ON n.id = p."nodeId"
+         WHERE p."tenantId" = ANY($1::uuid[]) AND p.ip IS NOT NULL ORDER BY p."tenantId", p.id`,
+      [tenantIds],
+    );
+    const vteps = await client.query<{ vtep: string }>(
+      `SELECT DISTINCT host("underlayAddress") AS vtep FROM nodes
+         WHERE id <> $1 AND "underlayAddress" IS NOT NULL ORDER BY vtep`,
+      [nodeId],
+    );
+    return { tenants: tenants.rows, policies: policies.rows, pods: pods.rows, vteps: vteps.rows.map((r) => r.vtep) };
+  }
+
+  /**
+   * One network per tenant of the set. A tenant with a stored policy that does not parse, or a subnet without a
+   * gateway, gets no network (fail closed: no entry means no namespace and no traffic for its pods here, where a
+   * skipped deny or isolating policy would open traffic); the error is logged.
+   */
+  private networks(nodeId: string, rows: NetworkRows): DesiredNetwork[] {
+    const policiesOf = new Map<string, PolicyRow[]>();
+    for (const p of rows.policies) policiesOf.set(p.tenantId, [...(policiesOf.get(p.tenantId) ?? []), p]);
+    const podsOf = new Map<string, TenantPodRow[]>();
+    for (const p of rows.pods) podsOf.set(p.tenantId, [...(podsOf.get(p.tenantId) ?? []), p]);
+    return rows.tenants.flatMap((tenant): DesiredNetwork[] => {
+      const gateway = gatewayOf(tenant.subnet);
+      if (gateway === null) {
+        this.options.log.error({ tenantId: tenant.id, subnet: tenant.subnet }, 'tenant subnet has no gateway');
+        return [];
+      }
+      const policies: DesiredNetworkPolicy[] = [];
+      for (const row of policiesOf.get(tenant.id) ?? []) {
+        const { podSelector, policyTypes, ingress, egress, deny } = row;
+        const parsed = networkPolicySpecSchema.safeParse({ podSelector, policyTypes, ingress, egress, deny });
+        if (!parsed.success) {
+          this.options.log.error(
+            { tenantId: tenant.id, policy: row.name, error: parsed.error.message },
+            "a stored network policy does not parse: the tenant's network is left out of the set (fail closed)",
+          );
+          return [];
+        }
+        policies.push({ name: row.name, ...parsed.data });
+      }
+      const pods = podsOf.get(tenant.id) ?? [];
+      return [
+        {
+          tenantId: tenant.id,
+          networkId: tenant.networkId,
+          subnet: tenant.subnet,
+          gateway,
+          egressDefault: tenant.egressDefault,
+          policies,
+          pods: pods.map((p) => ({ podId: p.id, address: p.ip, labels: stringRecord(p.labels), node: p.nodeName })),
+          peers: pods.flatMap((p) =>
+            p.nodeId !== nodeId && p.underlay !== null ? [{ podId: p.id, address: p.ip, vtep: p.underlay }] : [],
+          ),
+        },
+      ];
+    });
+  }
+
+  private build(
+    node: NodeRow,
+    pods: PodRow[],
+    containers: ContainerRow[],
+    credentials: CredentialRow[],
+    network: NetworkRows,
+  ): DesiredSet {
     const byPod = new Map<string, ContainerRow[]>();
     for (const c of containers) byPod.set(c.podId, [...(byPod.get(c.podId) ?? []), c]);
     const registriesByTenant = new Map<string, Set<string>>();
@@ -273,6 +490,8 @@ export class DesiredSetPublisher {
       draining: node.draining,
       pods: desiredPods,
       registryCredentials,
+      networks: this.networks(node.id, network),
+      vteps: network.vteps,
       generatedAt: new Date().toISOString(),
     };
   }
@@ -311,6 +530,58 @@ export class DesiredSetPublisher {
     } catch {
       this.options.log.error({ context: context.split(':')[0] }, 'a sealed secret does not open; left out of the set');
       return null;
+    }
+  }
+
+  /** Tenant id → digest of its network as this set shows it; a tenant left out (fail closed) by its pods here. */
+  private digests(set: DesiredSet): Record<string, string> {
+    const digests: Record<string, string> = {};
+    for (const pod of set.pods) digests[pod.tenantId] = `none:${pod.podId}`;
+    for (const network of set.networks ?? []) digests[network.tenantId] = networkDigest(network);
+    return digests;
+  }
+
+  /**
+   * Scheduler-only key (outside the node's key space, so no node can read or write it): the digests the node's
+   * set was last written with.
+   */
+  private digestKey(nodeId: string): string {
+    return `${this.options.prefix}:desired-set-network-digests:${nodeId}`;
+  }
+
+  /** Tenants whose digest differs from the node's last written one, or that were there and are gone. */
+  private async changedTenants(nodeId: string, digests: Record<string, string>): Promise<string[]> {
+    const raw = await this.options.redis.get(this.digestKey(nodeId));
+    let previous: Record<string, unknown> = {};
+    try {
+      const parsed: unknown = raw === null ? {} : JSON.parse(raw);
+      if (isRecord(parsed)) previous = parsed;
+    } catch {
+      previous = {};
+    }
+    const tenants = new Set([...Object.keys(previous), ...Object.keys(digests)]);
+    return [...tenants].filter((tenantId) => previous[tenantId] !== digests[tenantId]).sort();
+  }
+
+  /** Bumps, in id order and in one statement, every node (but `except`) with a pod of these tenants. */
+  private async bumpTenantNodes(tenantIds: readonly string[], except: string | null): Promise<string[]> {
+    const sql = `
+      WITH targets AS (
+        SELECT id FROM nodes
+        WHERE id IN (SELECT DISTINCT "nodeId" FROM pods WHERE "tenantId" = ANY($1::uuid[]) AND "nodeId" IS NOT NULL)
+          AND ($2::uuid IS NULL OR id <> $2::uuid)
+        ORDER BY id FOR UPDATE
+      )
+      UPDATE nodes n SET "desiredVersion" = n."desiredVersion" + 1, "updatedAt" = now()
+      FROM targets WHERE n.id = targets.id RETURNING n.id`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { rows } = await this.options.pool.query<{ id: string }>(sql, [tenantIds, except]);
+        return rows.map((r) => r.id).sort();
+      } catch (error) {
+        const code = isRecord(error) ? error['code'] : undefined;
+        if (code !== DEADLOCK || attempt >= 3) throw error;
+      }
     }
   }
 

@@ -392,6 +392,10 @@ export class PlacementWorker {
         );
       }
     };
+    /** A bump that fails fails the job (retried); a publish that fails is repaired by reconcile (version newer). */
+    const republishTenant = async (data: { tenantId: string }): Promise<void> => {
+      await options.publisher.republishTenants([data.tenantId]);
+    };
     const ignore =
       (name: JobName) =>
       async (data: JobPayloads[JobName]): Promise<void> => {
@@ -415,9 +419,10 @@ export class PlacementWorker {
       [JobName.PodRestartRequested]: (data) => this.planner.announcePodChange(data.podId, data.generation),
       [JobName.PodDeleted]: ignore(JobName.PodDeleted),
       [JobName.PodPlacementRequested]: placePod,
-      [JobName.NetworkPolicyCreated]: ignore(JobName.NetworkPolicyCreated),
-      [JobName.NetworkPolicyUpdated]: ignore(JobName.NetworkPolicyUpdated),
-      [JobName.NetworkPolicyDeleted]: ignore(JobName.NetworkPolicyDeleted),
+      // The tenant's networks carry its policies: every node with a pod of the tenant gets a new set.
+      [JobName.NetworkPolicyCreated]: republishTenant,
+      [JobName.NetworkPolicyUpdated]: republishTenant,
+      [JobName.NetworkPolicyDeleted]: republishTenant,
       [JobName.TenantQuotaChanged]: ignore(JobName.TenantQuotaChanged),
       [JobName.TenantSuspended]: ignore(JobName.TenantSuspended),
       [JobName.TenantUnsuspended]: ignore(JobName.TenantUnsuspended),

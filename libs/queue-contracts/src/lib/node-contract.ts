@@ -31,14 +31,26 @@ export type NodeCapacity = z.infer<typeof nodeCapacitySchema>;
 
 export const acceleratorSchema = z.enum(['KVM', 'TCG']);
 
+/** `0.0.0.0/8` (this network), `224.0.0.0/4` (multicast) and `240.0.0.0/4` (reserved, broadcast) are no VTEP. */
+const NOT_UNICAST_FIRST_OCTET = (octet: number) => octet === 0 || octet >= 224;
+
+export const underlayAddressSchema = z
+  .string()
+  .ip({ version: 'v4' })
+  .refine((address) => !NOT_UNICAST_FIRST_OCTET(Number(address.split('.')[0])), 'must be a unicast IPv4 address');
+
 /** `POST /v1/nodes/join` body. Labels and taints come from the join token, never from the node. */
 export const nodeJoinRequestSchema = z
   .object({
     token: z.string().min(16).max(256),
     name: nodeName,
     capacity: nodeCapacitySchema,
-    /** The address other hosts send this host's tenant VXLAN traffic to. */
-    underlayAddress: z.string().ip({ version: 'v4' }).nullable().default(null),
+    /**
+     * The address other hosts send this host's tenant VXLAN traffic to (ADR-006): a unicast IPv4 address. Stored in
+     * `nodes.underlayAddress`; a node without one gets no peers pointing at it (its pods are unreachable from other
+     * hosts).
+     */
+    underlayAddress: underlayAddressSchema.nullable().default(null),
     accelerator: acceleratorSchema.nullable().default(null),
   })
   .strict();
