@@ -70,6 +70,22 @@ export class Netns {
     return run(file, argv);
   }
 
+  /**
+   * `conntrack -D <filter>` in this namespace. Best effort where the `conntrack` tool is missing; "0 flow entries
+   * have been deleted" (exit 1) is not an error.
+   */
+  async conntrackDelete(filter: readonly string[]): Promise<void> {
+    const [file, args] = this.wrap('conntrack', ['-D', ...filter]);
+    try {
+      await run(file, args);
+    } catch (error) {
+      if (!(error instanceof CommandError)) throw error;
+      if (error.exitCode === 'ENOENT' || /No such file|not found/.test(error.stderr)) return;
+      if (/\b0 flow entries have been deleted/.test(error.stderr)) return;
+      throw error;
+    }
+  }
+
   async sysctl(values: Readonly<Record<string, string | number>>): Promise<void> {
     const pairs = Object.entries(values).map(([k, v]) => `${k}=${v}`);
     if (pairs.length === 0) return;

@@ -1,4 +1,4 @@
-import { formatCidr } from '@caas/ipv4';
+import { formatCidr, parseAddress } from '@caas/ipv4';
 import { CommandError, Netns, readCounters } from './exec';
 import {
   FORBIDDEN_DST,
@@ -70,9 +70,24 @@ export class HostNetwork {
   /** Opens (or re-opens after a restart) the host side: sysctls and the whole `caas_host` table, rebuilt from the kernel. */
   static async open(options: HostNetworkOptions): Promise<HostNetwork> {
     const host = new HostNetwork(options);
+    await host.checkLinks();
     await host.ns.sysctl({ 'net.ipv4.ip_forward': 1 });
     await host.applyTable();
     return host;
+  }
+
+  /** ADR-006 "MTU" and "Shared underlay and uplink": refuse a host that cannot carry tenant frames safely. */
+  private async checkLinks(): Promise<void> {
+    const { underlay, uplink } = this.options;
+    const [link] = await this.ns.ipJson<{ mtu: number }>(['link', 'show', 'dev', underlay.ifname]);
+    if (!link) throw new Error(`underlay link ${underlay.ifname} not found`);
+    if (link.mtu < this.mtu + 50) {
+      throw new Error(`underlay MTU ${link.mtu} is below the tenant MTU ${this.mtu} + 50 (VXLAN overhead)`);
+    }
+    await this.ns.ip(['link', 'show', 'dev', uplink.ifname]);
+    if (underlay.ifname === uplink.ifname && (uplink.address === undefined || uplink.address === underlay.address)) {
+      throw new Error('underlay and uplink share a link: the egress address must differ from the VTEP address');
+    }
   }
 
   get underlay(): { ifname: string; address: string } {
@@ -162,7 +177,21 @@ export class HostNetwork {
     return { ...transitPair(index), index };
   }
 
+  /** The `@vteps` elements already in the kernel (kept across a re-open, so an agent restart drops no VXLAN). */
+  private async kernelVteps(): Promise<string[]> {
+    try {
+      const out = await this.ns.nftCommand(['-j', 'list', 'set', 'inet', HOST_TABLE, 'vteps']);
+      const items = (JSON.parse(out) as { nftables: { set?: { elem?: unknown[] } }[] }).nftables;
+      const elem = items.find((i) => i.set)?.set?.elem ?? [];
+      return elem.filter((e): e is string => typeof e === 'string' && parseAddress(e) !== null);
+    } catch (error) {
+      if (error instanceof CommandError) return [];
+      throw error;
+    }
+  }
+
   private async applyTable(): Promise<void> {
+    if (this.vteps.length === 0) this.vteps = await this.kernelVteps();
     const vethSrc = (await this.vethAddresses())
       .filter((v): v is { ifname: string; address: string } => v.address !== undefined)
       .map((v) => ({ ifname: v.ifname, address: transitPair(transitIndex(v.address) ?? 0).tenant }));
@@ -173,6 +202,7 @@ export class HostNetwork {
         forbidden: this.forbidden,
         vteps: this.vteps,
         vethSrc,
+        snatTo: this.options.underlay.ifname === this.options.uplink.ifname ? this.options.uplink.address : undefined,
       }),
     );
   }

@@ -21,6 +21,8 @@ export interface HostTableInput {
   forbidden: readonly string[];
   vteps: readonly string[];
   vethSrc: readonly { ifname: string; address: string }[];
+  /** SNAT to this egress address instead of masquerading (required when underlay and uplink share a link). */
+  snatTo?: string;
 }
 
 const elements = (items: readonly string[]): string => (items.length > 0 ? ` elements = { ${items.join(', ')} }` : '');
@@ -63,7 +65,7 @@ export function renderHostTable(input: HostTableInput): string {
     '\t}',
     '\tchain postrouting {',
     '\t\ttype nat hook postrouting priority srcnat; policy accept;',
-    `\t\toifname ${up} ip saddr ${TRANSIT_POOL} masquerade`,
+    `\t\toifname ${up} ip saddr ${TRANSIT_POOL} ${input.snatTo !== undefined ? `snat ip to ${input.snatTo}` : 'masquerade'}`,
     '\t}',
     '}',
   ];

@@ -282,6 +282,9 @@ export class TenantNetwork {
       if (!isMissing(e)) throw e;
     });
     this.pods.delete(podId);
+    // A later pod with the same address starts clean.
+    await this.ns.conntrackDelete(['-s', pod.address]);
+    await this.ns.conntrackDelete(['-d', pod.address]);
     if (this.pods.size === 0) await this.destroy();
   }
 
@@ -344,5 +347,7 @@ export class TenantNetwork {
       if (!isMissing(e)) throw e;
     });
     await this.host.forgetTenant(this.networkId, { ifname: this.vh, address: this.transit.tenant });
+    // Host conntrack entries of its egress flows (original source = the transit address).
+    await this.host.ns.conntrackDelete(['-s', this.transit.tenant]);
   }
 }

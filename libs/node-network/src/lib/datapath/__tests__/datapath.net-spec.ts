@@ -191,6 +191,19 @@ const rxPackets = (ns: string): number =>
     JSON.parse(sh(['ip', '-n', ns, '-j', '-s', 'link', 'show', 'eth0'])) as { stats64: { rx: { packets: number } } }[]
   )[0]?.stats64.rx.packets ?? 0;
 
+/** What a host namespace holds: its links and its whole nftables ruleset. */
+const hostState = (ns: string): string =>
+  [
+    sh(['ip', '-n', ns, '-o', 'link', 'show'])
+      .split('\n')
+      .map((l) => l.split(': ')[1]?.split('@')[0])
+      .filter(Boolean)
+      .sort()
+      .join(' '),
+    inNs(ns, ['nft', 'list', 'ruleset']),
+  ].join('\n');
+let baseline: string[] = [];
+
 let hostA: HostNetwork;
 let hostB: HostNetwork;
 const T1 = 4711; // NAT, pods on both hosts
@@ -216,6 +229,7 @@ beforeAll(async () => {
   // The control plane's address (PostgreSQL/Redis stand-in), on host A's loopback (no dummy driver here).
   sh(['ip', '-n', HA, 'addr', 'add', `${CONTROL_PLANE}/32`, 'dev', 'lo']);
 
+  baseline = [HA, HB].map(hostState);
   const forbidden = ['192.0.2.0/24', '203.0.113.0/24'];
   hostA = await HostNetwork.open({
     netns: HA,
@@ -454,18 +468,72 @@ describe('setPeers', () => {
   });
 });
 
-describe('teardown', () => {
-  const hostState = (ns: string): string =>
-    [
-      sh(['ip', '-n', ns, '-o', 'link', 'show'])
-        .replace(/^\d+: /gm, '')
-        .split('\n')
-        .map((l) => l.split(' ')[0])
-        .join(' '),
-      sh(['ip', 'netns', 'exec', ns, 'nft', 'list', 'set', 'inet', 'caas_host', 'veth_src']).replace(/\s+/g, ' '),
-    ].join('\n');
+describe('host checks', () => {
+  it('refuses an underlay whose MTU is below the tenant MTU + 50, and a shared underlay/uplink without its own egress address', async () => {
+    await expect(
+      HostNetwork.open({
+        netns: HA,
+        underlay: { ifname: 'u0', address: UNDERLAY_A },
+        uplink: { ifname: 'up0' },
+        mtu: 1501,
+      }),
+    ).rejects.toThrow(/MTU 1550 is below/);
+    await expect(
+      HostNetwork.open({ netns: HA, underlay: { ifname: 'u0', address: UNDERLAY_A }, uplink: { ifname: 'u0' } }),
+    ).rejects.toThrow(/share a link/);
+    await expect(
+      HostNetwork.open({ netns: HA, underlay: { ifname: 'u0;x', address: UNDERLAY_A }, uplink: { ifname: 'up0' } }),
+    ).rejects.toThrow(/invalid interface name/);
+  });
+});
 
-  it('last pod gone removes the tenant namespace, veth, VXLAN and host elements', async () => {
+describe('pod ports', () => {
+  it('creates a persistent vnet_hdr tap with the fixed MAC, route, neighbour and anti-spoofing element; detach removes them', async () => {
+    const pod = await t1a.attachPod({ podId: 'e1e1e1e1e1e1-4000', address: '10.0.0.9' });
+    expect(pod.ifname).toBe('tpe1e1e1e1e1e1');
+    const details = sh(['ip', '-n', t1a.netnsName, '-d', 'link', 'show', pod.ifname]);
+    expect(details).toMatch(/tun type tap .*vnet_hdr on persist on/);
+    expect(details).toContain('link/ether 02:ca:00:00:00:01');
+    expect(sh(['ip', '-n', t1a.netnsName, 'route', 'show', '10.0.0.9'])).toContain(pod.ifname);
+    expect(sh(['ip', '-n', t1a.netnsName, 'neigh', 'show', '10.0.0.9'])).toContain('02:ca:0a:00:00:09 PERMANENT');
+    expect(inNs(t1a.netnsName, ['nft', 'list', 'set', 'inet', 'caas_guard', 'pod_src'])).toContain('10.0.0.9');
+    await t1a.detachPod('e1e1e1e1e1e1-4000');
+    expect(sh(['ip', '-n', t1a.netnsName, 'link', 'show'])).not.toContain(pod.ifname);
+    expect(inNs(t1a.netnsName, ['nft', 'list', 'set', 'inet', 'caas_guard', 'pod_src'])).not.toContain('10.0.0.9');
+    expect(sh(['ip', '-n', t1a.netnsName, 'route', 'show', '10.0.0.9']).trim()).toBe('');
+  });
+});
+
+describe('agent restart', () => {
+  it('re-opening the host and the tenant adopts the kernel state (same transit /31, VTEPs kept) and keeps traffic flowing', async () => {
+    const again = await HostNetwork.open({
+      netns: HA,
+      underlay: { ifname: 'u0', address: UNDERLAY_A },
+      uplink: { ifname: 'up0', address: UPLINK_A },
+      forbidden: ['192.0.2.0/24', '203.0.113.0/24'],
+      tenantNetnsPrefix: `${P}a-t`,
+    });
+    expect(inNs(HA, ['nft', 'list', 'set', 'inet', 'caas_host', 'vteps'])).toContain(UNDERLAY_B);
+    expect(inNs(HA, ['nft', 'list', 'set', 'inet', 'caas_host', 'veth_src'])).toContain('"vh4711" . 100.64.0.1');
+    const t = await again.tenant({ networkId: T1, subnet: SUBNET, egress: 'NAT' });
+    expect(t.transit).toMatchObject({ host: '100.64.0.0', tenant: '100.64.0.1' });
+    await t.attachPod({ podId: 'a1a1a1a1a1a1-0000', address: '10.0.0.2', port: 'existing' });
+    await t.attachPod({ podId: 'a2a2a2a2a2a2-0000', address: '10.0.0.3', port: 'existing' });
+    await t.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
+    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(await probe(podNs('a1'), ['tcp', SERVER, '80'])).toMatch(/^internet /);
+  });
+});
+
+describe('teardown', () => {
+  it('last pod gone removes the tenant namespace, veth, VXLAN, host elements and host conntrack entries', async () => {
+    const transit = t2a.transit.tenant;
+    const ctCount = (): number =>
+      execFileSync('ip', ['netns', 'exec', HA, 'conntrack', '-L', '-s', transit], { encoding: 'utf8', stdio: 'pipe' })
+        .split('\n')
+        .filter(Boolean).length;
+    expect(ctCount()).toBeGreaterThan(0); // from the egress test
     expect(hostState(HA)).toContain(`vh${T2}`);
     await t2a.detachPod('c1c1c1c1c1c1-0000');
     const netns = sh(['ip', 'netns', 'list']);
@@ -473,21 +541,18 @@ describe('teardown', () => {
     expect(netns).toContain(`${P}a-t${T1}`);
     const state = hostState(HA);
     expect(state).not.toContain(`vh${T2}`);
-    expect(state).not.toContain('100.64.0.3');
+    expect(state).not.toContain(transit);
     expect(state).toContain(`vh${T1}`);
-    // Tenant 2 on host B still works without host A's pod... and tenant 1 is untouched.
+    expect(ctCount()).toBe(0);
     expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
   });
 
-  it('destroy leaves nothing of the data path in the host namespace', async () => {
+  it('destroy leaves each host namespace as it was before the first tenant', async () => {
     await hostA.destroy();
     await hostB.destroy();
-    const netns = sh(['ip', 'netns', 'list']);
-    expect(netns).not.toMatch(new RegExp(`${P}[ab]-t`));
-    for (const ns of [HA, HB]) {
-      const links = sh(['ip', '-n', ns, '-o', 'link', 'show']);
-      expect(links).not.toMatch(/\b(vh|vx|vt|tp)[0-9a-f]+[@:]/);
-      expect(inNs(ns, ['nft', 'list', 'tables'])).not.toContain('caas_host');
-    }
+    expect(sh(['ip', 'netns', 'list'])).not.toMatch(new RegExp(`${P}[ab]-t`));
+    expect([HA, HB].map(hostState)).toEqual(baseline);
+    for (const ns of [HA, HB])
+      expect(sh(['ip', '-n', ns, '-o', 'link', 'show'])).not.toMatch(/ (vh|vx|vt|tp)[0-9a-f]+[@:]/);
   });
 });
