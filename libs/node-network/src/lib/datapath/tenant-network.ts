@@ -71,6 +71,8 @@ export class TenantNetwork {
   readonly vt: string;
   readonly vx: string;
   private readonly pods = new Map<string, LocalPod>();
+  /** Anti-spoofing elements found in an adopted namespace (agent restart), kept until their pod is re-attached or pruned. */
+  private readonly adopted = new Map<string, { ifname: string; mac: string; address: string }>();
   private destroyed = false;
 
   private constructor(
@@ -116,6 +118,7 @@ export class TenantNetwork {
     const mtu = String(this.host.mtu);
     const existing = (await run('ip', ['netns', 'list'])).split('\n').some((l) => l.split(' ')[0] === name);
     if (!existing) await run('ip', ['netns', 'add', name]);
+    else for (const e of await this.kernelPodSrc()) this.adopted.set(e.ifname, e);
     // 1. namespace and guards first: the guard table (policy drop on input/output/forward) before any link is up.
     await this.applyGuards();
     await this.ns.sysctl({
@@ -210,9 +213,56 @@ export class TenantNetwork {
         vx: this.vx,
         egress: this.egress,
         forbidden: this.host.forbiddenDestinations(),
-        podSrc: [...this.pods.values()].map((p) => ({ ifname: p.ifname, mac: p.mac, address: p.address })),
+        podSrc: [
+          ...[...this.pods.values()].map((p) => ({ ifname: p.ifname, mac: p.mac, address: p.address })),
+          ...[...this.adopted.values()].filter((a) => ![...this.pods.values()].some((p) => p.ifname === a.ifname)),
+        ],
       }),
     );
+  }
+
+  private async kernelPodSrc(): Promise<{ ifname: string; mac: string; address: string }[]> {
+    try {
+      const out = await this.ns.nftCommand(['-j', 'list', 'set', 'inet', TENANT_GUARD_TABLE, 'pod_src']);
+      type Elem = { concat?: unknown[] };
+      const items = (JSON.parse(out) as { nftables: { set?: { elem?: Elem[] } }[] }).nftables;
+      const result: { ifname: string; mac: string; address: string }[] = [];
+      for (const e of items.find((i) => i.set)?.set?.elem ?? []) {
+        const [ifname, mac, address] = e.concat ?? [];
+        if (typeof ifname === 'string' && typeof mac === 'string' && typeof address === 'string') {
+          result.push({ ifname: checkIfname(ifname), mac, address });
+        }
+      }
+      return result;
+    } catch (error) {
+      if (error instanceof CommandError) return [];
+      throw error;
+    }
+  }
+
+  /**
+   * After a restart, once every wanted pod is attached again: deletes the pod ports (and their route, neighbour and
+   * anti-spoofing element) that no attached pod owns. Returns the names removed.
+   */
+  async pruneUnknownPorts(): Promise<string[]> {
+    const owned = new Set([...this.pods.values()].map((p) => p.ifname));
+    const links = await this.ns.ipJson<{ ifname: string }>(['link', 'show']);
+    const stale = new Set(links.map((l) => l.ifname).filter((n) => /^tp[0-9a-f]{12}$/.test(n) && !owned.has(n)));
+    for (const a of this.adopted.values()) if (!owned.has(a.ifname)) stale.add(a.ifname);
+    for (const ifname of stale) {
+      const a = this.adopted.get(ifname);
+      if (a) {
+        await this.ns.ip(['route', 'del', `${a.address}/32`, 'dev', ifname]).catch(() => undefined);
+        await this.ns
+          .nft(`delete element inet ${TENANT_GUARD_TABLE} pod_src { ${q(ifname)} . ${a.mac} . ${a.address} }\n`)
+          .catch(() => undefined);
+        await this.ns.conntrackDelete(['-s', a.address]);
+        await this.ns.conntrackDelete(['-d', a.address]);
+      }
+      this.adopted.delete(ifname);
+      await this.ns.ip(['link', 'del', ifname]).catch(() => undefined);
+    }
+    return [...stale].sort();
   }
 
   private checkInSubnet(address: string): void {
@@ -260,6 +310,13 @@ export class TenantNetwork {
     await this.ns.ip(['link', 'set', ifname, 'address', POD_PORT_MAC, 'mtu', String(this.host.mtu), 'up']);
     const pod: LocalPod = { podId: options.podId, ifname, address: options.address, mac };
     this.pods.set(options.podId, pod);
+    const old = this.adopted.get(ifname);
+    this.adopted.delete(ifname);
+    if (old && (old.address !== pod.address || old.mac !== pod.mac)) {
+      await this.ns
+        .nft(`delete element inet ${TENANT_GUARD_TABLE} pod_src { ${q(ifname)} . ${old.mac} . ${old.address} }\n`)
+        .catch(() => undefined);
+    }
     // Guards before reachability: the anti-spoofing element exists before the route does.
     await this.ns.nft(
       `add element inet ${TENANT_GUARD_TABLE} pod_src { ${q(ifname)} . ${mac} . ${options.address} }\n`,

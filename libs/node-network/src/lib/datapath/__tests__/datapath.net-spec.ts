@@ -505,7 +505,7 @@ describe('pod ports', () => {
 });
 
 describe('agent restart', () => {
-  it('re-opening the host and the tenant adopts the kernel state (same transit /31, VTEPs kept) and keeps traffic flowing', async () => {
+  it('re-opening the host and the tenant adopts the kernel state (transit /31, VTEPs, anti-spoofing kept); prune removes unwanted ports', async () => {
     const again = await HostNetwork.open({
       netns: HA,
       underlay: { ifname: 'u0', address: UNDERLAY_A },
@@ -517,12 +517,17 @@ describe('agent restart', () => {
     expect(inNs(HA, ['nft', 'list', 'set', 'inet', 'caas_host', 'veth_src'])).toContain('"vh4711" . 100.64.0.1');
     const t = await again.tenant({ networkId: T1, subnet: SUBNET, egress: 'NAT' });
     expect(t.transit).toMatchObject({ host: '100.64.0.0', tenant: '100.64.0.1' });
-    await t.attachPod({ podId: 'a1a1a1a1a1a1-0000', address: '10.0.0.2', port: 'existing' });
-    await t.attachPod({ podId: 'a2a2a2a2a2a2-0000', address: '10.0.0.3', port: 'existing' });
-    await t.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
+    // Adopted before any pod is re-attached: the anti-spoofing elements were kept, traffic still flows.
     expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    await t.attachPod({ podId: 'a1a1a1a1a1a1-0000', address: '10.0.0.2', port: 'existing' });
+    await t.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
     expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
     expect(await probe(podNs('a1'), ['tcp', SERVER, '80'])).toMatch(/^internet /);
+    // a2 is no longer wanted: pruning removes its port, route and anti-spoofing element.
+    expect(await t.pruneUnknownPorts()).toEqual(['tpa2a2a2a2a2a2']);
+    expect(ping(podNs('a1'), '10.0.0.3')).toBe(false);
+    expect(inNs(t.netnsName, ['nft', 'list', 'set', 'inet', 'caas_guard', 'pod_src'])).not.toContain('10.0.0.3');
+    expect(sh(['ip', '-n', t.netnsName, 'route', 'show', '10.0.0.3']).trim()).toBe('');
   });
 });
 
