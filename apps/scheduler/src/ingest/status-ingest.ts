@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
 import { reservationFor } from '@caas/placement';
-import type { Heartbeat, NodeEvent, PodStatus } from '@caas/queue-contracts';
+import type { Heartbeat, NodeEvent, PodStatus, PolicyCountersReport } from '@caas/queue-contracts';
 import {
   JobName,
   STATUS_CONSUMER_GROUP,
@@ -20,6 +20,7 @@ import type { SchedulerConfig } from '../config/scheduler-config';
 import type { ContainerUpdate, PodDecision, PodState } from './pod-status-decision';
 import { decidePodStatus, replaceBackoffMs } from './pod-status-decision';
 import { InterruptibleSleep } from '../common/interruptible-sleep';
+import { counterRows, storePolicyCounters } from './policy-counters';
 
 /** The scheduler settings status ingest runs with (pass the loaded config as is). */
 export type StatusIngestSettings = Pick<
@@ -77,6 +78,10 @@ export interface IngestStats {
   missing: number;
   /** Entries taken over from idle consumers. */
   claimed: number;
+  /** `policyCounters` reports stored (one per node and batch: the newest of the batch supersedes the others). */
+  policyCounters: number;
+  /** `policyCounters` reports refused: another (or an unknown) epoch, or more counters than one report may carry. */
+  droppedPolicyCounters: number;
 }
 
 /** Attempts at one pod status when its conditional update loses to a concurrent change (re-read each time). */
@@ -204,6 +209,8 @@ export class StatusIngest {
     failed: 0,
     claimed: 0,
     missing: 0,
+    policyCounters: 0,
+    droppedPolicyCounters: 0,
   };
   readonly consumer: string;
   private streams: string[] = [];
@@ -312,6 +319,7 @@ export class StatusIngest {
     const heartbeats = new Map<string, { key: string; heartbeat: Heartbeat }>();
     const heartbeatKeys = new Map<string, string[]>();
     const items: StatusItem[] = [];
+    const counters = new Map<string, { keys: string[]; report: PolicyCountersReport }>();
     for (const entry of entries) {
       this.stats.entries++;
       const key = entryKey(entry.stream, entry.id);
@@ -340,6 +348,9 @@ export class StatusIngest {
         heartbeats.set(nodeId, { key, heartbeat: report }); // the newest of the batch decides the node's row
         heartbeatKeys.set(nodeId, [...(heartbeatKeys.get(nodeId) ?? []), key]);
         for (const status of report.pods) items.push({ key, nodeId, epoch: report.epoch, status, events: [] });
+      } else if (report.kind === 'policyCounters') {
+        // Level-triggered totals: the newest of the batch (streams are read in order) replaces the node's rows.
+        counters.set(nodeId, { keys: [...(counters.get(nodeId)?.keys ?? []), key], report });
       } else {
         items.push({ key, nodeId, epoch: report.epoch, status: report.status, events: report.events });
       }
@@ -358,6 +369,7 @@ export class StatusIngest {
       this.options.log.warn({ err: error }, 'status ingest: looking for pods missing from heartbeats failed');
     }
     await this.applyStatuses(items, failed, after);
+    await this.applyPolicyCounters(counters, failed);
 
     await this.options.publisher.publishMany(after.nodes);
     await this.publishEvents(after.events);
@@ -367,6 +379,36 @@ export class StatusIngest {
       .filter(([, ids]) => ids.length > 0);
     this.stats.failed += failed.size;
     await Promise.all(acks.map(([stream, ids]) => this.options.redis.xack(stream, STATUS_CONSUMER_GROUP, ...ids)));
+  }
+
+  /**
+   * Each node's newest `policyCounters` report of the batch replaces that node's stored totals (ADR-009 "Reports"):
+   * only under the node's current epoch, and only for tenants that exist. The node is the stream's, never the
+   * report's. A failed write leaves the node's entries pending (claimed and tried again).
+   */
+  private async applyPolicyCounters(
+    counters: Map<string, { keys: string[]; report: PolicyCountersReport }>,
+    failed: Set<string>,
+  ): Promise<void> {
+    for (const [nodeId, { keys, report }] of counters) {
+      const rows = counterRows(report);
+      if (rows === null) {
+        this.stats.droppedPolicyCounters++;
+        this.options.log.warn({ nodeId }, 'status ingest: policy counters report with too many counters dropped');
+        continue;
+      }
+      try {
+        const result = await storePolicyCounters(this.options.pool, nodeId, report, rows);
+        if (result.current) this.stats.policyCounters++;
+        else {
+          this.stats.droppedPolicyCounters++;
+          this.options.log.debug({ nodeId, epoch: report.epoch }, 'status ingest: stale policy counters dropped');
+        }
+      } catch (error) {
+        this.options.log.error({ err: error, nodeId }, 'status ingest: storing policy counters failed');
+        for (const key of keys) failed.add(key);
+      }
+    }
   }
 
   /**

@@ -94,7 +94,40 @@ export const podReportSchema = z.object({
 });
 export type PodReport = z.infer<typeof podReportSchema>;
 
-export const nodeReportSchema = z.discriminatedUnion('kind', [heartbeatSchema, podReportSchema]);
+/** One nftables counter's running totals since the ruleset declared it (counters survive a policy re-apply). */
+export const counterValueSchema = z.object({
+  packets: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+});
+
+/** Counter names are the compiler's (`np_<policy>_in_<rule>`, `deny_<policy>_<rule>`, `isolated_in_drop`, …). */
+const counterName = z.string().regex(/^[a-z0-9_-]{1,120}$/);
+
+/**
+ * The per-rule counters of the tenants' compiled policies on this node (ADR-006, ADR-004), sent every few seconds
+ * (level-triggered: each report carries the node's current totals, so a lost one is repaired by the next). A tenant
+ * whose namespace is gone from the node is absent: its totals on this node are dropped.
+ */
+export const policyCountersReportSchema = z.object({
+  kind: z.literal('policyCounters'),
+  epoch: z.number().int().positive(),
+  sentAt: timestamp,
+  tenants: z
+    .array(
+      z.object({
+        tenantId: z.string().uuid(),
+        counters: z.record(counterName, counterValueSchema),
+      }),
+    )
+    .max(10_000),
+});
+export type PolicyCountersReport = z.infer<typeof policyCountersReportSchema>;
+
+export const nodeReportSchema = z.discriminatedUnion('kind', [
+  heartbeatSchema,
+  podReportSchema,
+  policyCountersReportSchema,
+]);
 export type NodeReport = z.infer<typeof nodeReportSchema>;
 
 /** Reports above this size are refused without parsing. */
