@@ -105,7 +105,7 @@ push() {
     quietly umoci unpack --rootless --image layout:1 bundle
     mkdir -p bundle/rootfs/bin bundle/rootfs/tmp
     cp /bin/busybox bundle/rootfs/bin/busybox
-    for applet in sh echo cat sleep ls ps hostname date true false env id wc head tail seq yes; do
+    for applet in sh echo cat sleep ls ps hostname date true false env id wc head tail seq yes nc; do
       ln -sf busybox "bundle/rootfs/bin/$applet"
     done
     quietly umoci repack --image layout:1 bundle

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { ConfigError } from '@caas/config';
 import { NodeConnection } from '@caas/node-client';
+import { HostNetwork } from '@caas/node-network';
 import { ImageService } from '@caas/oci-images';
 import { SandboxManager } from '@caas/sandbox';
 import { loadAgentConfig, type AgentConfig } from './config/agent-config';
@@ -10,6 +11,7 @@ import { IdentityError, loadOrJoin } from './identity/identity';
 import { LogShipping } from './logs/log-shipper';
 import { throttled } from './logs/throttle';
 import { ensureHostNetns } from './runtime/host-netns';
+import { HostPodNetworks } from './network/pod-networks';
 import { PodRuntime } from './runtime/pod-runtime';
 
 const EX_UNAVAILABLE = 69;
@@ -28,6 +30,23 @@ async function doctor(config: AgentConfig): Promise<void> {
   const report = await checkHost(config);
   printReport(report, process.stdout);
   process.exitCode = report.ok ? 0 : 1;
+}
+
+/** The host side of the pods' network (ADR-006), or undefined (with a warning) on a host configured without one. */
+async function openPodNetworks(config: AgentConfig, log: pino.Logger): Promise<HostNetwork | undefined> {
+  if (config.UNDERLAY_IFNAME === undefined || config.UNDERLAY_ADDRESS === undefined || !config.UPLINK_IFNAME) {
+    log.warn('no UNDERLAY_IFNAME: pods run without a network device');
+    return undefined;
+  }
+  const host = await HostNetwork.open({
+    netns: config.HOST_NETNS,
+    underlay: { ifname: config.UNDERLAY_IFNAME, address: config.UNDERLAY_ADDRESS },
+    uplink: { ifname: config.UPLINK_IFNAME, ...(config.UPLINK_ADDRESS && { address: config.UPLINK_ADDRESS }) },
+    forbidden: config.FORBIDDEN_CIDRS?.split(',') ?? [],
+    tenantNetnsPrefix: config.TENANT_NETNS_PREFIX,
+  });
+  log.info({ underlay: config.UNDERLAY_IFNAME, uplink: config.UPLINK_IFNAME }, 'pod network ready');
+  return host;
 }
 
 async function daemon(config: AgentConfig): Promise<void> {
@@ -61,6 +80,7 @@ async function daemon(config: AgentConfig): Promise<void> {
     pods: config.NODE_PODS,
     diskBytes: config.IMAGE_CACHE_LIMIT_BYTES,
   };
+  const networks = await openPodNetworks(config, log);
   const { identity, joined } = await loadOrJoin({
     stateDir: config.STATE_DIR,
     apiUrl: config.API_URL,
@@ -68,6 +88,7 @@ async function daemon(config: AgentConfig): Promise<void> {
     name: config.NODE_NAME,
     capacity,
     accelerator: sandboxes.accelerator.accel === 'kvm' ? 'KVM' : 'TCG',
+    ...(networks && { underlayAddress: networks.underlay.address }),
   });
   log.info({ nodeId: identity.nodeId, name: identity.name, joined }, joined ? 'joined the cluster' : 'node identity');
   const connection = new NodeConnection({
@@ -86,6 +107,7 @@ async function daemon(config: AgentConfig): Promise<void> {
     selfFence: config.SELF_FENCE,
     log,
     logs: new LogShipping({ appender: connection, log }),
+    ...(networks && { networks: new HostPodNetworks(networks, identity.name) }),
   });
   let stopping = false;
   const stop = (signal: string) => {

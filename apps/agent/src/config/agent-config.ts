@@ -15,6 +15,8 @@ const flag = (fallback: boolean) =>
     .optional()
     .transform((value) => (value === undefined ? fallback : ['true', '1', 'yes'].includes(value)));
 
+const ifname = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/, 'must be a network interface name');
+
 const positiveInt = (what: string) =>
   z.coerce
     .number({ message: `${what} must be a number` })
@@ -77,6 +79,28 @@ const schema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9_.-]{0,31}$/, 'must be a name: a-z, 0-9, _ . -, at most 32 characters')
       .optional(),
+    /**
+     * The pods' network (ADR-006). Without UNDERLAY_IFNAME the host runs pods with no network device at all (and
+     * says so). UNDERLAY_* is the link and address other hosts send VXLAN to (told to the control plane at join);
+     * UPLINK_* the link tenant egress leaves by (masqueraded); FORBIDDEN_CIDRS the operator's underlay and
+     * control-plane ranges, unreachable for guests on top of the fixed list.
+     */
+    UNDERLAY_IFNAME: ifname.optional(),
+    UNDERLAY_ADDRESS: z.string().ip({ version: 'v4', message: 'must be an IPv4 address' }).optional(),
+    UPLINK_IFNAME: ifname.optional(),
+    UPLINK_ADDRESS: z.string().ip({ version: 'v4', message: 'must be an IPv4 address' }).optional(),
+    FORBIDDEN_CIDRS: z
+      .string()
+      .regex(
+        /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}(,(\d{1,3}\.){3}\d{1,3}\/\d{1,2})*$/,
+        'must be IPv4 CIDRs separated by commas',
+      )
+      .optional(),
+    /** Prefix of the tenant namespaces' names (`caas-t<networkId>`); simulated hosts sharing a machine need their own. */
+    TENANT_NETNS_PREFIX: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,15}$/, 'must be a-z, 0-9 and -, at most 16 characters')
+      .default('caas-t'),
     /** The uids the VMs run as: VM_UID_BASE … VM_UID_BASE + VM_UID_COUNT - 1 (agents sharing a machine need their own). */
     VM_UID_BASE: z.coerce
       .number({ message: 'must be a number' })
@@ -85,6 +109,14 @@ const schema = z
       .default(420_000),
     VM_UID_COUNT: z.coerce.number({ message: 'must be a number' }).int().min(1).max(1_000_000).default(10_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .refine((env) => (env.UNDERLAY_IFNAME === undefined) === (env.UNDERLAY_ADDRESS === undefined), {
+    message: 'UNDERLAY_IFNAME and UNDERLAY_ADDRESS go together',
+    path: ['UNDERLAY_ADDRESS'],
+  })
+  .refine((env) => env.UNDERLAY_IFNAME === undefined || env.UPLINK_IFNAME !== undefined, {
+    message: 'a host with a pod network needs UPLINK_IFNAME (tenant egress)',
+    path: ['UPLINK_IFNAME'],
   })
   .transform((env) => {
     const vcpus = env.NODE_VCPUS ?? Math.max(1, cpus().length - (cpus().length > 2 ? HOST_VCPU_RESERVE : 0));

@@ -16,6 +16,8 @@ export interface IdentityOptions {
   name: string;
   capacity: NodeCapacity;
   accelerator: 'KVM' | 'TCG' | null;
+  /** Where other hosts send this host's tenant VXLAN traffic (ADR-006); none on a host without a pod network. */
+  underlayAddress?: string;
   /** Injected by tests; defaults to `joinCluster`. */
   join?: typeof joinCluster;
 }
@@ -41,6 +43,7 @@ export async function loadOrJoin(options: IdentityOptions): Promise<{ identity: 
     name: options.name,
     capacity: options.capacity,
     accelerator: options.accelerator,
+    ...(options.underlayAddress && { underlayAddress: options.underlayAddress }),
   });
   const temp = `${file}.tmp`;
   await writeFile(temp, `${JSON.stringify(identity, null, 2)}\n`, { mode: 0o600 });

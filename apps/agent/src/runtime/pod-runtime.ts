@@ -5,7 +5,8 @@
  */
 import type { ContainerStatus } from '@caas/guest-protocol';
 import { isImageError, type Lease, type PulledImage } from '@caas/oci-images';
-import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec } from '@caas/sandbox';
+import { SandboxFailedError, SandboxSpecError, type SandboxContainerSpec, type SandboxNetwork } from '@caas/sandbox';
+import type { PodNetworks } from '../network/pod-networks';
 import type {
   DesiredPod,
   DesiredSet,
@@ -46,6 +47,10 @@ export interface PodRuntimeOptions {
   now?: () => number;
   /** Ships the pods' container output (none when absent). */
   logs?: LogShipping;
+  /** The pods' networks (ADR-006); without it pods run with no network device at all. */
+  networks?: PodNetworks;
+  /** How often the policies' counters are reported (with `networks`). Default 10 s. */
+  countersIntervalMs?: number;
 }
 
 const TERMINAL: ReadonlySet<PodStatus['phase']> = new Set(['SUCCEEDED', 'FAILED', 'STOPPED', 'LOST']);
@@ -149,6 +154,12 @@ export class PodRuntime {
     await this.resync().catch((error: unknown) => this.log('error', { error: String(error) }, 'first resync failed'));
     await this.heartbeat();
     this.timers.push(setInterval(() => void this.heartbeat(), this.options.heartbeatIntervalMs));
+    if (this.options.networks) {
+      const networks = this.options.networks;
+      this.timers.push(
+        setInterval(() => void this.reportCounters(networks), this.options.countersIntervalMs ?? 10_000),
+      );
+    }
     this.timers.push(
       setInterval(
         () => void this.resync().catch((error: unknown) => this.log('warn', { error: String(error) }, 'resync failed')),
@@ -246,6 +257,11 @@ export class PodRuntime {
     }
     if (set.epoch !== this.epoch) this.log('info', { from: this.epoch, to: set.epoch }, 'adopting a new node epoch');
     this.epoch = set.epoch;
+    // The tenants' namespaces, peers and policies before any pod of the set starts; a failure shows in the pods
+    // that cannot get their network, and the next convergence tries again.
+    await this.options.networks
+      ?.converge(set)
+      .catch((error: unknown) => this.log('error', { error: errorMessage(error) }, 'pod networks not converged'));
     for (const desired of set.pods) await this.convergePod(set, desired);
     this.appliedVersion = set.version;
   }
@@ -274,6 +290,14 @@ export class PodRuntime {
       // A finished pod stays finished until the control plane takes it out of the set or places it again.
       if (TERMINAL.has(existing.status.phase)) return;
       if (first && existing.sandbox) {
+        // Adopted: its tap is still there and routed; the network layer learns of it again (idempotent).
+        if (this.options.networks) {
+          await this.options.networks
+            .attach(desired)
+            .catch((error: unknown) =>
+              this.log('warn', { podId: desired.podId, error: errorMessage(error) }, 'adopted pod network'),
+            );
+        }
         // Adopted: report what the VM runs now (a restart of the agent loses the restart counts, not the pod).
         existing.status = { ...existing.status, generation: desired.generation };
         existing.status.containers = desired.containers.map((c) =>
@@ -394,6 +418,14 @@ export class PodRuntime {
       this.releaseLeases(pod);
       return this.finishFailed(pod, 'InvalidSpec', errorMessage(error));
     }
+    let network: SandboxNetwork | undefined;
+    try {
+      network = await this.options.networks?.attach(desired);
+    } catch (error) {
+      this.releaseLeases(pod);
+      if (signal.aborted) return;
+      return this.finishFailed(pod, 'NetworkFailed', `the pod network could not be set up: ${errorMessage(error)}`);
+    }
     let sandbox: PodSandbox;
     const pulledAt = this.now();
     try {
@@ -402,6 +434,7 @@ export class PodRuntime {
         vcpus: desired.vcpus,
         memoryMiB: desired.memoryMiB,
         containers,
+        ...(network && { network }),
       });
     } catch (error) {
       void this.early.get(pod.sandboxId)?.close();
@@ -643,6 +676,9 @@ export class PodRuntime {
     void pod.logs?.close();
     pod.logs = undefined;
     this.releaseLeases(pod);
+    await this.options.networks
+      ?.detach(pod.podId)
+      .catch((error: unknown) => this.log('warn', { podId: pod.podId, error: errorMessage(error) }, 'pod network'));
   }
 
   private releaseLeases(pod: PodEntry): void {
@@ -713,6 +749,22 @@ export class PodRuntime {
       if (silentMs > this.options.leaseGraceMs) await this.selfFence(silentMs);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** The per-rule counters of the tenants' policies on this host (level-triggered: a lost report is repaired). */
+  private async reportCounters(networks: PodNetworks): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const tenants = await networks.counters();
+      await this.options.transport.report({
+        kind: 'policyCounters',
+        epoch: this.epoch,
+        sentAt: iso(this.now()),
+        tenants,
+      });
+    } catch (error) {
+      this.log('warn', { error: errorMessage(error) }, 'policy counters not reported');
     }
   }
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '@caas/testing';
 import type { Capacity, Cluster } from './cluster';
+import type { FabricPort } from './fabric';
 import type { AppProcess } from './processes';
 import { exitsWithin, startApp, waitFor } from './processes';
 
@@ -19,6 +20,10 @@ export interface AgentHostOptions {
   netns?: string;
   /** VM_UID_BASE (with VM_UID_COUNT 1000): agents sharing one machine need disjoint VM uid ranges. */
   vmUidBase?: number;
+  /** Labels of the node (its join token's). */
+  labels?: Record<string, string>;
+  /** The pods' network: the host's underlay and uplink on a fabric (with `netns`, which the fabric creates). */
+  network?: FabricPort;
   /** Extra agent environment. */
   env?: Record<string, string>;
 }
@@ -46,7 +51,12 @@ export class AgentHost {
   /** Joins a new host with a fresh join token and waits until its node is READY (or destroys it and throws). */
   static async join(cluster: Cluster, options: AgentHostOptions): Promise<AgentHost> {
     const host = new AgentHost(cluster, options);
-    const issued = await cluster.ok(cluster.operatorToken, 'mutation { createNodeJoinToken(input: {}) { token } }');
+    const labels = Object.entries(options.labels ?? {}).map(([key, value]) => ({ key, value }));
+    const issued = await cluster.ok(
+      cluster.operatorToken,
+      'mutation ($input: CreateNodeJoinTokenInput!) { createNodeJoinToken(input: $input) { token } }',
+      { input: { labels } },
+    );
     host.start(issued.createNodeJoinToken.token as string);
     try {
       await host.waitReady();
@@ -80,6 +90,12 @@ export class AgentHost {
       LOG_LEVEL: 'info',
       ...(this.options.netns && { HOST_NETNS: this.options.netns }),
       ...(this.options.vmUidBase && { VM_UID_BASE: String(this.options.vmUidBase), VM_UID_COUNT: '1000' }),
+      ...(this.options.network && {
+        UNDERLAY_IFNAME: this.options.network.underlayIfname,
+        UNDERLAY_ADDRESS: this.options.network.underlayAddress,
+        UPLINK_IFNAME: this.options.network.uplinkIfname,
+        TENANT_NETNS_PREFIX: `${this.options.name}-t`,
+      }),
       ...this.options.env,
     });
     return this.current;
@@ -133,6 +149,14 @@ export class AgentHost {
     this.killVms();
     await waitFor(async () => this.vmPids().length === 0, 10_000, 'the VMs gone').catch(() => undefined);
     rmSync(this.stateDir, { recursive: true, force: true });
+    if (this.options.network) {
+      // Tenant namespaces the agent left (a pod not deleted before the end of a test).
+      const prefix = `${this.options.name}-t`;
+      for (const line of quietly('ip', ['netns', 'list']).split('\n')) {
+        const name = line.split(' ')[0] ?? '';
+        if (name.startsWith(prefix)) quietly('ip', ['netns', 'delete', name]);
+      }
+    }
     if (this.options.netns) quietly('ip', ['netns', 'delete', this.options.netns]);
   }
 }

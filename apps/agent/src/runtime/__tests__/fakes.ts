@@ -1,8 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { ContainerStatus } from '@caas/guest-protocol';
 import { ImageError, type PullOptions, type PulledImage } from '@caas/oci-images';
-import type { SandboxEvents, SandboxFailure, SandboxSpec, SandboxState } from '@caas/sandbox';
-import type { DesiredPod, DesiredSet, DesiredSetReady, NodeReport, PodReport } from '@caas/queue-contracts';
+import type { SandboxEvents, SandboxFailure, SandboxNetwork, SandboxSpec, SandboxState } from '@caas/sandbox';
+import type {
+  DesiredPod,
+  DesiredSet,
+  DesiredSetReady,
+  NodeReport,
+  PodReport,
+  PolicyCountersReport,
+} from '@caas/queue-contracts';
+import type { NetworkedSet, PodNetworks } from '../../network/pod-networks';
 import type { ImageLayer, NodeTransport, PodSandbox, SandboxHost } from '../ports';
 
 export class FakeTransport implements NodeTransport {
@@ -210,4 +218,34 @@ export function desiredSet(pods: DesiredPod[], overrides: Partial<DesiredSet> = 
     generatedAt: new Date().toISOString(),
     ...overrides,
   };
+}
+
+/** A PodNetworks that records what the runtime asks of it. */
+export class FakeNetworks implements PodNetworks {
+  readonly calls: string[] = [];
+  attachError: Error | undefined;
+  converge(set: NetworkedSet): Promise<void> {
+    this.calls.push(`converge ${set.networks?.length ?? 0}`);
+    return Promise.resolve();
+  }
+  attach(pod: { podId: string; tenantId: string; ip: string | null }): Promise<SandboxNetwork> {
+    this.calls.push(`attach ${pod.podId}`);
+    if (this.attachError) return Promise.reject(this.attachError);
+    return Promise.resolve({
+      netns: '/run/netns/caas-t7',
+      tap: 'tp0123456789ab',
+      mac: '02:ca:0a:00:00:02',
+      address: `${pod.ip ?? '?'}/24`,
+      gateway: '10.0.0.1',
+      mtu: 1450,
+    });
+  }
+  detach(podId: string): Promise<void> {
+    this.calls.push(`detach ${podId}`);
+    return Promise.resolve();
+  }
+  counters(): Promise<PolicyCountersReport['tenants']> {
+    this.calls.push('counters');
+    return Promise.resolve([{ tenantId: TENANT, counters: { np_web_in_0: { packets: 3, bytes: 180 } } }]);
+  }
 }
