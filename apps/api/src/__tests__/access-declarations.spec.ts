@@ -5,6 +5,7 @@ import { RESOLVER_NAME_METADATA, RESOLVER_TYPE_METADATA } from '@nestjs/graphql'
 import { ApiTokenResolver } from '../api-token/api-token.resolver';
 import type { AccessDeclaration } from '../common/auth/access.decorator';
 import { ACCESS_METADATA } from '../common/auth/access.decorator';
+import { NetworkPolicyCountersResolver } from '../network-policy/network-policy-counters.resolver';
 import { NetworkPolicyResolver } from '../network-policy/network-policy.resolver';
 import { NodeResolver } from '../node/node.resolver';
 import { PodLogResolver } from '../pod-log/pod-log.resolver';
@@ -17,6 +18,7 @@ import { ViewerResolver } from '../viewer/viewer.resolver';
 /** Every resolver class of the app. A resolver file not listed here fails the test below. */
 const RESOLVERS: Record<string, new (...args: never[]) => object> = {
   'api-token/api-token.resolver.ts': ApiTokenResolver,
+  'network-policy/network-policy-counters.resolver.ts': NetworkPolicyCountersResolver,
   'network-policy/network-policy.resolver.ts': NetworkPolicyResolver,
   'node/node.resolver.ts': NodeResolver,
   'pod-log/pod-log.resolver.ts': PodLogResolver,
