@@ -2,15 +2,16 @@
 # A multi-host topology on one machine, for development: N simulated hosts beside the control plane of
 # `npm run up`. A simulated host is a real agent process in the root network namespace (so it reaches the API
 # and Redis on loopback) with its own state directory, its own VM uid range and its own host network namespace
-# (HOST_NETNS), which it creates and runs its VMs in.
+# (HOST_NETNS), which it runs its VMs in; the hosts share an underlay (a bridge in the namespace caas-fabric), so
+# a tenant's pods on different hosts reach each other over VXLAN (ADR-006).
 #
 #   infra/topology.sh up [N]      # hosts sim-1 … sim-N (default 2): joined, READY; starts the control plane if
 #                                 # it is not answering (scripts/up.sh)
 #   infra/topology.sh status      # the nodes as the control plane sees them; each host's agent, VMs, namespace
 #   infra/topology.sh kill I      # host sim-I dies: its agent and every VM of it killed at once (its pods move)
 #   infra/topology.sh start I     # host sim-I comes back (same identity, a new epoch if it was declared lost)
-#   infra/topology.sh down        # every host drained (its pods move or wait), stopped, VMs, namespace and
-#                                 # state removed
+#   infra/topology.sh down        # every host drained (its pods move or wait), stopped, VMs, namespaces and
+#                                 # state removed (each host's identity is kept for the next `up`)
 #
 # State: .caas/topology/sim-<i>/ (identity, VMs, image cache), logs .caas/topology/sim-<i>.log.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -37,6 +38,26 @@ node_field() {
     node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8"));const n=(a.data?.nodes.edges??[]).find(e=>e.node.name===process.argv[1]);console.log(n?n.node[process.argv[2]]:"")' "$1" "$2"
 }
 
+FABRIC=caas-fabric # the underlay between the simulated hosts: a bridge in its own namespace
+
+# Plugs host sim-<i> into the fabric (once): its namespace with ul0 (192.168.77.<10+i>/24, the VTEP address) on the
+# fabric's bridge, and up0, an uplink that leads nowhere (tenant egress has no way out of this machine).
+plug_host() {
+  local name=$1 i=${1#sim-} ns="caas-$1"
+  if ! ip netns list | grep -qw "$FABRIC"; then
+    ip netns add "$FABRIC" && ip -n "$FABRIC" link add br0 type bridge && ip -n "$FABRIC" link set br0 up
+  fi
+  ip netns list | grep -qw "$ns" || ip netns add "$ns"
+  if ! ip -n "$ns" link show ul0 >/dev/null 2>&1; then
+    ip -n "$FABRIC" link add "f-$name" type veth peer name ul0 netns "$ns"
+    ip -n "$FABRIC" link set "f-$name" master br0 up
+    ip -n "$ns" addr add "192.168.77.$((10 + i))/24" dev ul0
+    ip -n "$ns" link set ul0 up
+    ip -n "$FABRIC" link add "u-$name" type veth peer name up0 netns "$ns"
+    ip -n "$ns" link set up0 up
+  fi
+}
+
 start_host() {
   local name=$1 i=${1#sim-} dir="$TOPOLOGY/$1"
   [ -n "$(agent_pid "$name")" ] && { say "$name is already running (pid $(agent_pid "$name"))"; return; }
@@ -48,12 +69,14 @@ start_host() {
       data.createNodeJoinToken.token)"
     [ -n "$token" ] || die "could not issue a join token for $name"
   fi
-  say "starting $name (netns caas-$name, VM uids $((UID_BASE + i * 1000))+, log .caas/topology/$name.log)"
+  plug_host "$name"
+  say "starting $name (netns caas-$name, VTEP 192.168.77.$((10 + i)), VM uids $((UID_BASE + i * 1000))+, log .caas/topology/$name.log)"
   env -i PATH="$PATH" API_URL="$URL" REDIS_URL="$REDIS_URL" STATE_DIR="$dir" NODE_NAME="$name" \
     ${token:+JOIN_TOKEN="$token"} HOST_NETNS="caas-$name" VM_UID_BASE=$((UID_BASE + i * 1000)) VM_UID_COUNT=1000 \
     NODE_VCPUS="${SIM_VCPUS:-2}" NODE_MEMORY_MIB="${SIM_MEMORY_MIB:-2048}" NODE_PODS="${SIM_PODS:-4}" \
     ALLOW_TCG=true GUEST_KERNEL="$ROOT/dist/guest/kernel" GUEST_INITRD="$ROOT/dist/guest/initrd.cpio" \
     IMAGE_CACHE_LIMIT_BYTES=$((2 * 1024 * 1024 * 1024)) \
+    UNDERLAY_IFNAME=ul0 UNDERLAY_ADDRESS="192.168.77.$((10 + i))" UPLINK_IFNAME=up0 TENANT_NETNS_PREFIX="$name-t" \
     nohup node "$ROOT/dist/agent/apps/agent/src/main.js" >>"$TOPOLOGY/$name.log" 2>&1 </dev/null &
   echo $! >"$TOPOLOGY/$name.pid"
 }
@@ -119,10 +142,14 @@ down() {
       for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
     pkill -KILL -f "qemu-system-x86_64 .*$TOPOLOGY/$name/" || true
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$name-t" || true); do ip netns delete "$ns"; done
     ip netns delete "caas-$name" 2>/dev/null || true
-    rm -rf "${TOPOLOGY:?}/$name" "$TOPOLOGY/$name.pid"
-    say "$name removed (its node stays in the control plane, NOT_READY once its lease runs out)"
+    # The identity stays: the node (same name) comes back with `up` (a second join of a name is refused).
+    find "${TOPOLOGY:?}/$name" -mindepth 1 -maxdepth 1 ! -name identity.json -exec rm -rf {} +
+    rm -f "$TOPOLOGY/$name.pid"
+    say "$name stopped and cleaned up (its node stays in the control plane, NOT_READY once its lease runs out)"
   done
+  ip netns delete "$FABRIC" 2>/dev/null || true
 }
 
 case "${1:-}" in

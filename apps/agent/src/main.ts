@@ -89,6 +89,8 @@ async function daemon(config: AgentConfig): Promise<void> {
     capacity,
     accelerator: sandboxes.accelerator.accel === 'kvm' ? 'KVM' : 'TCG',
     ...(networks && { underlayAddress: networks.underlay.address }),
+    onRetry: (error, attempt, delayMs) =>
+      log.warn({ error: error instanceof Error ? error.message : String(error), attempt, delayMs }, 'join: retrying'),
   });
   log.info({ nodeId: identity.nodeId, name: identity.name, joined }, joined ? 'joined the cluster' : 'node identity');
   const connection = new NodeConnection({

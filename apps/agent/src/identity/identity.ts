@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { joinCluster } from '@caas/node-client';
+import { NodeJoinError, joinCluster } from '@caas/node-client';
 import { nodeJoinResponseSchema, type NodeCapacity, type NodeJoinResponse } from '@caas/queue-contracts';
 
 export const IDENTITY_FILE = 'identity.json';
@@ -20,7 +20,17 @@ export interface IdentityOptions {
   underlayAddress?: string;
   /** Injected by tests; defaults to `joinCluster`. */
   join?: typeof joinCluster;
+  /** A join the API answers with "retry later" (429, 5xx) or cannot be reached for is tried again (default 5 times). */
+  retries?: number;
+  /** First wait between attempts, doubling up to 30 s. Default 1 s. */
+  retryDelayMs?: number;
+  /** Told of every attempt that will be retried. */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
+
+/** Whether a failed join may succeed later: rate-limited, the API unavailable, or the API not reachable. */
+const retryable = (error: unknown): boolean =>
+  error instanceof NodeJoinError ? error.status === 429 || error.status >= 500 : error instanceof TypeError;
 
 /**
  * The node's identity (ADR-009): read from `STATE_DIR/identity.json` when the node has joined before, otherwise
@@ -38,13 +48,24 @@ export async function loadOrJoin(options: IdentityOptions): Promise<{ identity: 
       `the node has not joined yet (no ${file}): set JOIN_TOKEN to a token from the createNodeJoinToken mutation`,
     );
   }
-  const identity = await (options.join ?? joinCluster)(options.apiUrl, {
+  const request = {
     token: options.joinToken,
     name: options.name,
     capacity: options.capacity,
     accelerator: options.accelerator,
     ...(options.underlayAddress && { underlayAddress: options.underlayAddress }),
-  });
+  };
+  let identity: NodeJoinResponse | undefined;
+  for (let attempt = 1; identity === undefined; attempt++) {
+    try {
+      identity = await (options.join ?? joinCluster)(options.apiUrl, request);
+    } catch (error) {
+      if (!retryable(error) || attempt > (options.retries ?? 5)) throw error;
+      const delayMs = Math.min(30_000, (options.retryDelayMs ?? 1_000) * 2 ** (attempt - 1));
+      options.onRetry?.(error, attempt, delayMs);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
   const temp = `${file}.tmp`;
   await writeFile(temp, `${JSON.stringify(identity, null, 2)}\n`, { mode: 0o600 });
   await rename(temp, file);

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeJoinResponse } from '@caas/queue-contracts';
+import { NodeJoinError } from '@caas/node-client';
 import { IdentityError, loadOrJoin } from '../identity';
 
 const response: NodeJoinResponse = {
@@ -46,5 +47,32 @@ describe('node identity', () => {
   it('says what to do without an identity or a token', async () => {
     await expect(loadOrJoin(options(join(root, 's'), jest.fn(), ''))).rejects.toThrow(IdentityError);
     await expect(loadOrJoin(options(join(root, 's'), jest.fn(), ''))).rejects.toThrow(/JOIN_TOKEN/);
+  });
+
+  it('tries a join again when the API says retry later or cannot be reached, never when it refuses the node', async () => {
+    const limited = new NodeJoinError('RATE_LIMITED', 'Too many join attempts; retry later.', 429);
+    const joinCluster = jest
+      .fn()
+      .mockRejectedValueOnce(limited)
+      .mockRejectedValueOnce(new TypeError('fetch failed'))
+      .mockResolvedValue(response);
+    const retried: number[] = [];
+    const joined = await loadOrJoin({
+      ...options(join(root, 'r'), joinCluster),
+      retryDelayMs: 1,
+      onRetry: (_error, attempt) => retried.push(attempt),
+    });
+    expect(joined.joined).toBe(true);
+    expect(retried).toEqual([1, 2]);
+
+    const refused = jest.fn().mockRejectedValue(new NodeJoinError('INVALID_JOIN_TOKEN', 'bad token', 401));
+    await expect(loadOrJoin({ ...options(join(root, 'x'), refused), retryDelayMs: 1 })).rejects.toThrow('bad token');
+    expect(refused).toHaveBeenCalledTimes(1);
+
+    const down = jest.fn().mockRejectedValue(new NodeJoinError('UNAVAILABLE', 'try later', 503));
+    await expect(loadOrJoin({ ...options(join(root, 'y'), down), retries: 2, retryDelayMs: 1 })).rejects.toThrow(
+      'try later',
+    );
+    expect(down).toHaveBeenCalledTimes(3);
   });
 });
