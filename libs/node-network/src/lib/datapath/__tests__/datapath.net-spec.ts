@@ -57,7 +57,7 @@ if (mode === 'serve') {
   c.on('data', (d) => (data += d));
   c.on('end', () => done(data));
   c.on('error', () => done('FAIL'));
-  setTimeout(() => done('FAIL'), 700);
+  setTimeout(() => done('FAIL'), 500);
 } else if (mode === 'udp') {
   const [host, port, sport, bind, broadcast] = a;
   const s = dgram.createSocket('udp4');
@@ -67,7 +67,7 @@ if (mode === 'serve') {
     if (broadcast) s.setBroadcast(true);
     s.send('hello', Number(port), host);
   });
-  setTimeout(() => done('FAIL'), 700);
+  setTimeout(() => done('FAIL'), 500);
 } else if (mode === 'vxlan') {
   // A forged VXLAN packet: VNI, inner dst MAC (the remote vx), inner src/dst IPv4, inner UDP to dport.
   const [host, vni, dmac, smac, src, dst, dport] = a;
@@ -95,14 +95,6 @@ function sh(args: string[]): string {
   return execFileSync(args[0] as string, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 const inNs = (ns: string, args: string[]): string => sh(['ip', 'netns', 'exec', ns, ...args]);
-const tryNs = (ns: string, args: string[]): boolean => {
-  try {
-    inNs(ns, args);
-    return true;
-  } catch {
-    return false;
-  }
-};
 function probe(ns: string, args: string[]): Promise<string> {
   return new Promise((resolve) => {
     execFile('ip', ['netns', 'exec', ns, 'node', PROBE, ...args], { encoding: 'utf8' }, (_e, stdout) =>
@@ -110,8 +102,20 @@ function probe(ns: string, args: string[]): Promise<string> {
     );
   });
 }
-const ping = (ns: string, to: string, extra: string[] = []): boolean =>
-  tryNs(ns, ['busybox', 'ping', '-c', '1', '-W', '1', ...extra, to]);
+const ping = (ns: string, to: string, extra: string[] = []): Promise<boolean> =>
+  new Promise((resolve) => {
+    execFile('ip', ['netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', '1', ...extra, to], (error) =>
+      resolve(!error),
+    );
+  });
+/** For a positive ping right after a reconfiguration: a new echo every second until a reply, at most 3 s. */
+const RETRY = ['-w', '3'];
+const arping = (ns: string, to: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    execFile('ip', ['netns', 'exec', ns, 'busybox', 'arping', '-c', '1', '-w', '1', '-I', 'eth0', to], (error) =>
+      resolve(!error),
+    );
+  });
 
 const servers: { ns: string; child: ChildProcess; out: string[] }[] = [];
 async function serve(ns: string, name: string, tcp: string, udp: string): Promise<string[]> {
@@ -291,9 +295,9 @@ const count = async (t: { counters(): Promise<Record<string, { packets: number }
 
 describe('same tenant', () => {
   it('reaches pods on the same host and across hosts over VXLAN (ICMP, TCP, UDP)', async () => {
-    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
-    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
-    expect(ping(podNs('b1'), '10.0.0.3')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(await ping(podNs('b1'), '10.0.0.3')).toBe(true);
     expect(await probe(podNs('a1'), ['tcp', '10.0.0.3', '8080'])).toMatch(/^a2 10\.0\.0\.2:/);
     expect(await probe(podNs('a1'), ['tcp', '10.0.0.4', '8080'])).toMatch(/^b1 10\.0\.0\.2:/);
     expect(await probe(podNs('b1'), ['udp', '10.0.0.2', '9000'])).toMatch(/^a1 10\.0\.0\.4:/);
@@ -305,9 +309,13 @@ describe('other tenant, same address space', () => {
   it('is unreachable: ICMP, TCP, UDP', async () => {
     // 10.0.0.5 is tenant 2's pod on host B; tenant 1 has no such pod.
     const before = podOut['c2']?.length ?? 0;
-    expect(ping(podNs('a1'), '10.0.0.5')).toBe(false);
-    expect(await probe(podNs('a1'), ['tcp', '10.0.0.5', '8080'])).toBe('FAIL');
-    expect(await probe(podNs('b1'), ['udp', '10.0.0.5', '9000'])).toBe('FAIL');
+    expect(
+      await Promise.all([
+        ping(podNs('a1'), '10.0.0.5'),
+        probe(podNs('a1'), ['tcp', '10.0.0.5', '8080']),
+        probe(podNs('b1'), ['udp', '10.0.0.5', '9000']),
+      ]),
+    ).toEqual([false, 'FAIL', 'FAIL']);
     expect(podOut['c2']?.length).toBe(before);
     // Same address in both tenants on one host: each reaches its own.
     expect(replyFrom(await probe(podNs('a2'), ['tcp', '10.0.0.2', '8080']))).toBe('a1');
@@ -315,8 +323,10 @@ describe('other tenant, same address space', () => {
   });
 
   it('answers no ARP for another tenant’s address; broadcast does not cross', async () => {
-    expect(tryNs(podNs('a1'), ['busybox', 'arping', '-c', '1', '-w', '1', '-I', 'eth0', '10.0.0.3'])).toBe(true);
-    expect(tryNs(podNs('a1'), ['busybox', 'arping', '-c', '1', '-w', '1', '-I', 'eth0', '10.0.0.5'])).toBe(false);
+    expect(await Promise.all([arping(podNs('a1'), '10.0.0.3'), arping(podNs('a1'), '10.0.0.5')])).toEqual([
+      true,
+      false,
+    ]);
     const rx = ['a2', 'c1', 'd1'].map((n) => rxPackets(podNs(n)));
     const out = ['a2', 'c1', 'd1'].map((n) => podOut[n]?.length);
     // Only the sender's own socket may hear its broadcast.
@@ -336,8 +346,12 @@ describe('anti-spoofing', () => {
     const before = await count(t1a, 'spoofed');
     sh(['ip', '-n', podNs('a1'), 'addr', 'add', '10.0.0.77/32', 'dev', 'eth0']);
     try {
-      expect(await probe(podNs('a1'), ['udp', '10.0.0.3', '9000', '', '10.0.0.77'])).toBe('FAIL');
-      expect(ping(podNs('a1'), '10.0.0.4', ['-I', '10.0.0.77'])).toBe(false);
+      expect(
+        await Promise.all([
+          probe(podNs('a1'), ['udp', '10.0.0.3', '9000', '', '10.0.0.77']),
+          ping(podNs('a1'), '10.0.0.4', ['-I', '10.0.0.77']),
+        ]),
+      ).toEqual(['FAIL', false]);
     } finally {
       sh(['ip', '-n', podNs('a1'), 'addr', 'del', '10.0.0.77/32', 'dev', 'eth0']);
     }
@@ -349,12 +363,12 @@ describe('anti-spoofing', () => {
     const before = await count(t1a, 'spoofed');
     sh(['ip', '-n', podNs('a1'), 'link', 'set', 'eth0', 'address', '02:ca:0a:00:00:63']);
     try {
-      expect(ping(podNs('a1'), '10.0.0.3')).toBe(false);
+      expect(await ping(podNs('a1'), '10.0.0.3')).toBe(false);
     } finally {
       sh(['ip', '-n', podNs('a1'), 'link', 'set', 'eth0', 'address', guestMac('10.0.0.2')]);
     }
     expect(await count(t1a, 'spoofed')).toBeGreaterThan(before);
-    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.3')).toBe(true);
   });
 });
 
@@ -375,9 +389,9 @@ describe('infrastructure is out of reach', () => {
       attempts.push(probe(podNs('a1'), ['tcp', host, port]));
     }
     attempts.push(probe(podNs('a1'), ['udp', UNDERLAY_B, '4789']));
+    const pings = [ping(podNs('a1'), UNDERLAY_B), ping(podNs('a1'), UNDERLAY_A)];
     expect(await Promise.all(attempts)).toEqual(attempts.map(() => 'FAIL'));
-    expect(ping(podNs('a1'), UNDERLAY_B)).toBe(false);
-    expect(ping(podNs('a1'), UNDERLAY_A)).toBe(false);
+    expect(await Promise.all(pings)).toEqual([false, false]);
     expect(hostAServer.length).toBe(before);
     expect(await count(t1a, 'forbidden')).toBeGreaterThan(forbidden);
   });
@@ -399,15 +413,17 @@ describe('infrastructure is out of reach', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(hits()).toBe(1);
     // From a pod of tenant 1: to host B's underlay and uplink.
-    await probe(podNs('a1'), forged(UNDERLAY_B));
-    await probe(podNs('a1'), forged(UPLINK_B));
+    await Promise.all([probe(podNs('a1'), forged(UNDERLAY_B)), probe(podNs('a1'), forged(UPLINK_B))]);
     // Defence in depth: with the tenant namespace's guards bypassed, the host namespace still drops them.
     const hostBefore = await hostA.counters();
     inNs(t1a.netnsName, ['nft', 'insert', 'rule', 'inet', 'caas_guard', 'forward', 'accept']);
     try {
-      await probe(podNs('a1'), forged(UNDERLAY_B));
-      await probe(podNs('a1'), forged(UPLINK_B));
-      expect(await probe(podNs('a1'), ['tcp', CONTROL_PLANE, '5432'])).toBe('FAIL');
+      const [, , cp] = await Promise.all([
+        probe(podNs('a1'), forged(UNDERLAY_B)),
+        probe(podNs('a1'), forged(UPLINK_B)),
+        probe(podNs('a1'), ['tcp', CONTROL_PLANE, '5432']),
+      ]);
+      expect(cp).toBe('FAIL');
     } finally {
       await t1a.applyGuards();
     }
@@ -435,13 +451,15 @@ describe('egress', () => {
     ]);
     expect(t1).toMatch(/^internet 198\.51\.100\.11:/);
     expect(t2).toMatch(/^internet 198\.51\.100\.11:/);
-    expect(ping(podNs('b1'), SERVER)).toBe(true);
+    expect(await ping(podNs('b1'), SERVER)).toBe(true);
   });
 
   it('with egress DENY nothing leaves, and it is counted', async () => {
     const before = await count(t3a, 'egress_deny');
-    expect(await probe(podNs('d1'), ['tcp', SERVER, '80'])).toBe('FAIL');
-    expect(ping(podNs('d1'), SERVER)).toBe(false);
+    expect(await Promise.all([probe(podNs('d1'), ['tcp', SERVER, '80']), ping(podNs('d1'), SERVER)])).toEqual([
+      'FAIL',
+      false,
+    ]);
     expect(await count(t3a, 'egress_deny')).toBeGreaterThan(before);
   });
 });
@@ -459,12 +477,12 @@ describe('IPv6', () => {
 describe('setPeers', () => {
   it('converges: removes stale peers, adds missing ones, idempotent', async () => {
     await t1a.setPeers([]);
-    expect(ping(podNs('a1'), '10.0.0.4')).toBe(false);
+    expect(await ping(podNs('a1'), '10.0.0.4')).toBe(false);
     expect(sh(['ip', '-n', t1a.netnsName, 'route', 'show', 'dev', 'vx4711']).trim()).toBe('');
     expect(sh(['bridge', '-n', t1a.netnsName, 'fdb', 'show', 'dev', 'vx4711'])).not.toContain(UNDERLAY_B);
     await t1a.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
     await t1a.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
-    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.4', RETRY)).toBe(true);
   });
 });
 
@@ -518,14 +536,14 @@ describe('agent restart', () => {
     const t = await again.tenant({ networkId: T1, subnet: SUBNET, egress: 'NAT' });
     expect(t.transit).toMatchObject({ host: '100.64.0.0', tenant: '100.64.0.1' });
     // Adopted before any pod is re-attached: the anti-spoofing elements were kept, traffic still flows.
-    expect(ping(podNs('a1'), '10.0.0.3')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.3', RETRY)).toBe(true);
     await t.attachPod({ podId: 'a1a1a1a1a1a1-0000', address: '10.0.0.2', port: 'existing' });
     await t.setPeers([{ address: '10.0.0.4', vtep: UNDERLAY_B }]);
-    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.4', RETRY)).toBe(true);
     expect(await probe(podNs('a1'), ['tcp', SERVER, '80'])).toMatch(/^internet /);
     // a2 is no longer wanted: pruning removes its port, route and anti-spoofing element.
     expect(await t.pruneUnknownPorts()).toEqual(['tpa2a2a2a2a2a2']);
-    expect(ping(podNs('a1'), '10.0.0.3')).toBe(false);
+    expect(await ping(podNs('a1'), '10.0.0.3')).toBe(false);
     expect(inNs(t.netnsName, ['nft', 'list', 'set', 'inet', 'caas_guard', 'pod_src'])).not.toContain('10.0.0.3');
     expect(sh(['ip', '-n', t.netnsName, 'route', 'show', '10.0.0.3']).trim()).toBe('');
   });
@@ -549,7 +567,7 @@ describe('teardown', () => {
     expect(state).not.toContain(transit);
     expect(state).toContain(`vh${T1}`);
     expect(ctCount()).toBe(0);
-    expect(ping(podNs('a1'), '10.0.0.4')).toBe(true);
+    expect(await ping(podNs('a1'), '10.0.0.4', RETRY)).toBe(true);
   });
 
   it('destroy leaves each host namespace as it was before the first tenant', async () => {
