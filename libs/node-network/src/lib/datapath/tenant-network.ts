@@ -1,4 +1,4 @@
-import { contains, formatCidr } from '@caas/ipv4';
+import { contains, formatCidr, isPrivate } from '@caas/ipv4';
 import { CommandError, Netns, readCounters, run } from './exec';
 import type { HostNetwork, TenantOptions } from './host-network';
 import {
@@ -102,6 +102,10 @@ export class TenantNetwork {
   ): Promise<TenantNetwork> {
     if (!Number.isInteger(options.vni) || options.vni < 1 || options.vni > 0xffffff) throw new Error('invalid VNI');
     if (options.egress !== 'NAT' && options.egress !== 'DENY') throw new Error('invalid egress mode');
+    const subnet = checkCidr(options.subnet);
+    if (!isPrivate(subnet) || subnet.prefix > 30) {
+      throw new Error(`tenant subnet ${options.subnet} must be an RFC 1918 block of /30 or larger`);
+    }
     const t = new TenantNetwork(host, options, transit);
     try {
       await t.build();

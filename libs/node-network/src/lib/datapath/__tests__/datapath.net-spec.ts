@@ -502,6 +502,9 @@ describe('host checks', () => {
     await expect(
       HostNetwork.open({ netns: HA, underlay: { ifname: 'u0;x', address: UNDERLAY_A }, uplink: { ifname: 'up0' } }),
     ).rejects.toThrow(/invalid interface name/);
+    await expect(hostA.tenant({ networkId: 99, subnet: '100.64.0.0/24', egress: 'NAT' })).rejects.toThrow(/RFC 1918/);
+    await expect(hostA.tenant({ networkId: 99, subnet: '10.0.0.1/24', egress: 'NAT' })).rejects.toThrow(/invalid/);
+    expect(sh(['ip', 'netns', 'list'])).not.toContain(`${P}a-t99`);
   });
 });
 
