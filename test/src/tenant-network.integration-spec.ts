@@ -177,6 +177,26 @@ describe('tenant networks on the hosts', () => {
       'intruder: nothing',
     );
 
+    // The allow rule's counter, through GraphQL: web's connections to db:8080 went through it (on db's host).
+    let counters: { direction: string; rule: number; packets: number; nodes: number }[] = [];
+    await waitFor(
+      async () => {
+        const data = await cluster.ok(
+          owner.token,
+          '{ networkPolicies(first: 10) { edges { node { name counters { direction rule packets nodes } } } } }',
+        );
+        counters = data.networkPolicies.edges[0]?.node.counters ?? [];
+        return counters.some((c) => c.direction === 'INGRESS' && c.rule === 0 && c.packets > 0);
+      },
+      60_000,
+      'the allow rule counted packets',
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)}: ${JSON.stringify(counters)}`);
+    });
+    // The other tenant has no policy, hence no counters to see.
+    const others = await cluster.ok(other.token, '{ networkPolicies(first: 10) { totalCount } }');
+    expect(others.networkPolicies.totalCount).toBe(0);
+
     for (const [token, id] of [
       [owner.token, db.id],
       [owner.token, web.id],
