@@ -95,7 +95,7 @@ migrate() {
 setup_machine() {
   ensure_node
   # Network tests apply real nftables rulesets inside namespaces they create.
-  apt_install nftables iproute2 iperf3
+  apt_install nftables iproute2 iperf3 conntrack
   # Pod VMs: QEMU, the Go toolchain for the guest agent, what builds the initrd and root filesystem images.
   apt_install qemu-system-x86 golang-go busybox-static cpio e2fsprogs erofs-utils util-linux lz4
   # OCI image tests: a real registry (docker-registry; htpasswd from apache2-utils for its bcrypt Basic auth file).

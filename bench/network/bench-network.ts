@@ -94,15 +94,15 @@ async function applyFigures(): Promise<{ full: number[]; change: number[]; rules
 }
 
 async function throughputFigures(): Promise<{ vxlan: number; direct: number }> {
-  const path = buildPaths(PREFIX, cleanup, created);
+  const path = await buildPaths(PREFIX, cleanup, created);
   const vxlan: number[] = [];
   const direct: number[] = [];
   for (let i = 0; i < IPERF_REPEATS; i++) {
     direct.push(await iperf(cleanup, path.podB, path.podA, path.directTarget, IPERF_SECONDS));
-    const txBefore = vxlanTxBytes(path.hostA);
+    const txBefore = vxlanTxBytes(path.tenantA);
     const bps = await iperf(cleanup, path.podB, path.podA, path.vxlanTarget, IPERF_SECONDS);
     // At least half of what iperf3 reports must have left through the VXLAN device, or the path is not the one meant.
-    const crossed = vxlanTxBytes(path.hostA) - txBefore;
+    const crossed = vxlanTxBytes(path.tenantA) - txBefore;
     if (crossed < (bps / 8) * IPERF_SECONDS * 0.5) throw new Error(`only ${crossed} bytes crossed the VXLAN device`);
     vxlan.push(bps);
   }

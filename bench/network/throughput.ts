@@ -1,41 +1,42 @@
 /**
- * The VXLAN-versus-direct throughput figure. The bench builds its own minimal path here (two "host" namespaces on
- * an underlay veth, a VXLAN device per host with a static FDB entry, a routed "pod" namespace behind each host, as
- * ADR-006 lays it out); it should switch to the data path library (`lib/datapath`) once that is in place.
+ * The VXLAN-versus-direct throughput figure, over the platform's own data path (`@caas/node-network`, ADR-006): two
+ * simulated hosts (namespaces joined by an underlay veth) each open their host side (`caas_host`), one tenant's
+ * namespace with its guard table, VXLAN device and peers, and a "pod" namespace behind a routed port (a veth named
+ * like the pod's tap, attached as an existing port). The reference is the same pod pair joined by a direct veth.
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Cleanup } from '@caas/cluster-harness';
+import { HostNetwork, TENANT_MTU, gatewayOf, podPortName } from '@caas/node-network';
+
+export { TENANT_MTU };
 
 const execFileAsync = promisify(execFile);
 const ip = (...args: string[]): void => {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 };
-const sysctl = (ns: string, setting: string): void => {
-  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', setting]);
-};
 
-export const TENANT_MTU = 1450;
-const VNI = '4711';
-const GATEWAY = '10.0.0.1';
+const NETWORK_ID = 4711;
+const SUBNET = '10.0.0.0/24';
 const UNDERLAY = { a: '192.0.2.11', b: '192.0.2.12' } as const;
-const POD = { a: '10.0.0.2', b: '10.0.0.3' } as const;
+const POD = {
+  a: { id: 'aaaaaaaa-0000-4000-8000-000000000001', address: '10.0.0.2' },
+  b: { id: 'bbbbbbbb-0000-4000-8000-000000000002', address: '10.0.0.3' },
+} as const;
 const DIRECT = { a: '10.9.0.1', b: '10.9.0.2' } as const;
-/** `02:` + the host's underlay address + `00` (ADR-006 deterministic VTEP MAC). */
-const vtepMac = (address: string): string =>
-  ['02', ...address.split('.').map((o) => Number(o).toString(16).padStart(2, '0')), '00'].join(':');
 
 export interface Path {
-  hostA: string;
+  /** Host A's tenant namespace (holds the VXLAN device). */
+  tenantA: string;
   podA: string;
   podB: string;
   vxlanTarget: string;
   directTarget: string;
 }
 
-/** Creates the namespaces (registered in `cleanup`, and in `created` for a synchronous last resort). */
-export function buildPaths(prefix: string, cleanup: Cleanup, created: string[]): Path {
+/** Creates the namespaces and opens the data path on both hosts (registered in `cleanup`; `created` for a last resort). */
+export async function buildPaths(prefix: string, cleanup: Cleanup, created: string[]): Promise<Path> {
   const ns = (name: string): string => {
     const full = `${prefix}${name}`;
     ip('netns', 'add', full);
@@ -50,85 +51,44 @@ export function buildPaths(prefix: string, cleanup: Cleanup, created: string[]):
   const hosts = { a: ns('ha'), b: ns('hb') };
   const pods = { a: ns('pa'), b: ns('pb') };
   ip('-n', hosts.a, 'link', 'add', 'ul0', 'type', 'veth', 'peer', 'name', 'ul0', 'netns', hosts.b);
+  let tenantA = '';
   for (const side of ['a', 'b'] as const) {
     const other = side === 'a' ? 'b' : 'a';
-    const host = hosts[side];
-    ip('-n', host, 'link', 'set', 'ul0', 'mtu', String(TENANT_MTU + 50), 'up');
-    ip('-n', host, 'addr', 'add', `${UNDERLAY[side]}/24`, 'dev', 'ul0');
-    sysctl(host, 'net.ipv4.ip_forward=1');
-    ip('-n', host, 'addr', 'add', `${GATEWAY}/32`, 'dev', 'lo');
-    const vx = `vx${VNI}`;
-    // The same sequence of ip(8) commands as ADR-006, but created directly in the "host" namespace.
+    ip('-n', hosts[side], 'link', 'set', 'ul0', 'mtu', String(TENANT_MTU + 50), 'up');
+    ip('-n', hosts[side], 'addr', 'add', `${UNDERLAY[side]}/24`, 'dev', 'ul0');
+    // An uplink that leads nowhere: the figure is pod to pod.
+    ip('-n', hosts[side], 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1');
+    ip('-n', hosts[side], 'link', 'set', 'up0', 'up');
+    const host = await HostNetwork.open({
+      netns: hosts[side],
+      underlay: { ifname: 'ul0', address: UNDERLAY[side] },
+      uplink: { ifname: 'up0' },
+      tenantNetnsPrefix: `${prefix}${side}t`,
+    });
+    cleanup.add(`data path of host ${side}`, () => host.destroy());
+    await host.setVteps([UNDERLAY.a, UNDERLAY.b]);
+    const tenant = await host.tenant({ networkId: NETWORK_ID, subnet: SUBNET, egress: 'NAT' });
+    const tenantNs = host.tenantNetnsName(NETWORK_ID);
+    if (side === 'a') tenantA = tenantNs;
+    // The pod: a veth whose tenant-side end is named like the pod's tap, attached as an existing port.
+    const port = podPortName(POD[side].id);
+    ip('-n', pods[side], 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', tenantNs);
     ip(
       '-n',
-      host,
-      'link',
-      'add',
-      vx,
-      'type',
-      'vxlan',
-      'id',
-      VNI,
-      'local',
-      UNDERLAY[side],
-      'dev',
-      'ul0',
-      'dstport',
-      '4789',
-      'nolearning',
-    );
-    ip(
-      '-n',
-      host,
+      pods[side],
       'link',
       'set',
-      vx,
+      'eth0',
       'address',
-      vtepMac(UNDERLAY[side]),
+      guestMacOf(POD[side].address),
       'mtu',
       String(TENANT_MTU),
-      'arp',
-      'off',
       'up',
     );
-    ip('-n', host, 'neigh', 'add', POD[other], 'lladdr', vtepMac(UNDERLAY[other]), 'dev', vx, 'nud', 'permanent');
-    ip('-n', host, 'route', 'add', `${POD[other]}/32`, 'dev', vx);
-    execFileSync('ip', [
-      'netns',
-      'exec',
-      host,
-      'bridge',
-      'fdb',
-      'append',
-      vtepMac(UNDERLAY[other]),
-      'dev',
-      vx,
-      'dst',
-      UNDERLAY[other],
-    ]);
-    // The pod: a routed veth with a /32, default via the gateway (as a tap would be).
-    ip(
-      '-n',
-      host,
-      'link',
-      'add',
-      'tp0',
-      'mtu',
-      String(TENANT_MTU),
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'eth0',
-      'netns',
-      pods[side],
-    );
-    ip('-n', host, 'link', 'set', 'tp0', 'up');
-    ip('-n', host, 'route', 'add', `${POD[side]}/32`, 'dev', 'tp0');
-    ip('-n', pods[side], 'link', 'set', 'eth0', 'mtu', String(TENANT_MTU), 'up');
-    ip('-n', pods[side], 'addr', 'add', `${POD[side]}/32`, 'dev', 'eth0');
-    ip('-n', pods[side], 'route', 'add', GATEWAY, 'dev', 'eth0');
-    ip('-n', pods[side], 'route', 'add', 'default', 'via', GATEWAY, 'dev', 'eth0');
+    ip('-n', pods[side], 'addr', 'add', `${POD[side].address}/24`, 'dev', 'eth0');
+    ip('-n', pods[side], 'route', 'add', 'default', 'via', gatewayOf(SUBNET), 'dev', 'eth0', 'onlink');
+    await tenant.attachPod({ podId: POD[side].id, address: POD[side].address, port: 'existing' });
+    await tenant.setPeers([{ address: POD[other].address, vtep: UNDERLAY[other] }]);
   }
   // The same pair joined directly, with the same MTU, for the reference figure.
   ip(
@@ -151,12 +111,16 @@ export function buildPaths(prefix: string, cleanup: Cleanup, created: string[]):
   ip('-n', pods.b, 'addr', 'add', `${DIRECT.b}/30`, 'dev', 'dir0');
   ip('-n', pods.a, 'link', 'set', 'dir0', 'up');
   ip('-n', pods.b, 'link', 'set', 'dir0', 'up');
-  return { hostA: hosts.a, podA: pods.a, podB: pods.b, vxlanTarget: POD.b, directTarget: DIRECT.b };
+  return { tenantA, podA: pods.a, podB: pods.b, vxlanTarget: POD.b.address, directTarget: DIRECT.b };
 }
 
-/** Bytes sent by the host's VXLAN device: proof that the "VXLAN" figure crossed it. */
-export function vxlanTxBytes(host: string): number {
-  const out = execFileSync('ip', ['-n', host, '-j', '-s', 'link', 'show', `vx${VNI}`], { encoding: 'utf8' });
+/** The guest MAC the data path binds to the pod's port (anti-spoofing): `02:ca:` + the address's 4 bytes. */
+const guestMacOf = (address: string): string =>
+  ['02', 'ca', ...address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+
+/** Bytes sent by host A's tenant VXLAN device: proof that the "VXLAN" figure crossed it. */
+export function vxlanTxBytes(tenantNs: string): number {
+  const out = execFileSync('ip', ['-n', tenantNs, '-j', '-s', 'link', 'show', `vx${NETWORK_ID}`], { encoding: 'utf8' });
   const [link] = JSON.parse(out) as { stats64?: { tx?: { bytes?: number } } }[];
   return link?.stats64?.tx?.bytes ?? 0;
 }
