@@ -51,6 +51,10 @@ export interface DoctorSettings {
   cgroupRoot: string;
   /** How long the KVM boot try may take. Default 5000 ms. */
   kvmTimeoutMs: number;
+  /** The pod network is configured (UNDERLAY_IFNAME): its tools and the tap helper are then required. */
+  podNetwork: boolean;
+  /** caas-tapfd, beside the guest kernel (runtime/guest/build.sh puts it there). */
+  tapHelper: string;
 }
 
 export const DEFAULT_MIN_FREE_BYTES = 2 * 1024 ** 3;
@@ -113,6 +117,8 @@ export interface ProbeResults {
   uid: number;
   /** Helpers the VM launch execs (`setpriv`, `prlimit`): found on PATH or not. */
   tools: Record<string, boolean>;
+  /** What the pod network needs: `bridge` (iproute2), `conntrack`, and caas-tapfd (executable). */
+  network: { bridge: boolean; conntrack: boolean; tapHelper: boolean };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -292,6 +298,30 @@ export function checkTools(tools: Record<string, boolean>): HostCheck {
   return pass('tools', `${Object.keys(tools).join(', ')} found`);
 }
 
+export function checkPodNetwork(network: ProbeResults['network'], settings: DoctorSettings): HostCheck {
+  const name = 'pod-network';
+  if (!settings.podNetwork) {
+    return pass(name, 'no UNDERLAY_IFNAME: pods run without a network device (set UNDERLAY_* and UPLINK_*)', false);
+  }
+  if (!network.tapHelper) {
+    return fail(
+      name,
+      `${settings.tapHelper} is missing or not executable (QEMU gets the pod's tap through it)`,
+      'npx nx run runtime:build-guest (writes it beside the guest kernel)',
+    );
+  }
+  if (!network.bridge) return fail(name, '`bridge` (iproute2) not on PATH', 'apt-get install -y iproute2');
+  if (!network.conntrack) {
+    return fail(
+      name,
+      "`conntrack` not on PATH: a removed pod's connections would outlive it",
+      'apt-get install -y conntrack',
+      false,
+    );
+  }
+  return pass(name, `caas-tapfd, bridge and conntrack found (${settings.tapHelper})`);
+}
+
 /** The report from what the probes found (pure). */
 export function evaluateHost(results: ProbeResults, settings: DoctorSettings): DoctorReport {
   const checks = [
@@ -305,6 +335,7 @@ export function evaluateHost(results: ProbeResults, settings: DoctorSettings): D
     checkCgroups(results.cgroup, settings.cgroupRoot),
     checkTun(results.tun),
     checkDisk(results.disk, settings.stateDir, settings.minFreeBytes),
+    checkPodNetwork(results.network, settings),
   ];
   const accel = results.accelerator.ok ? results.accelerator.accel : undefined;
   return {
@@ -331,6 +362,10 @@ export function doctorSettings(config: AgentConfig, overrides: Partial<DoctorSet
     minFreeBytes: overrides.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES,
     cgroupRoot: overrides.cgroupRoot ?? DEFAULT_CGROUP_ROOT,
     kvmTimeoutMs: overrides.kvmTimeoutMs ?? 5000,
+    podNetwork: overrides.podNetwork ?? str('UNDERLAY_IFNAME') !== undefined,
+    tapHelper:
+      overrides.tapHelper ??
+      join(dirname(resolve(overrides.guestKernel ?? str('GUEST_KERNEL') ?? 'dist/guest/kernel')), 'caas-tapfd'),
   };
 }
 
@@ -482,6 +517,14 @@ export async function probeHost(settings: DoctorSettings): Promise<ProbeResults>
       onPath('nsenter'),
       onPath('ip'),
     ]);
+  const [bridge, conntrack, tapHelper] = await Promise.all([
+    onPath('bridge'),
+    onPath('conntrack'),
+    access(settings.tapHelper, constants.X_OK).then(
+      () => true,
+      () => false,
+    ),
+  ]);
   const accelerator = await acceleratorProbe(settings, kernel);
   return {
     qemu,
@@ -500,6 +543,7 @@ export async function probeHost(settings: DoctorSettings): Promise<ProbeResults>
       nsenter: nsenter !== undefined,
       ip: ip !== undefined,
     },
+    network: { bridge: bridge !== undefined, conntrack: conntrack !== undefined, tapHelper },
   };
 }
 

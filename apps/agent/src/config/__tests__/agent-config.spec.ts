@@ -77,4 +77,33 @@ describe('agent configuration', () => {
     }
     expect(() => loadAgentConfig({ API_URL: 'http://x', VM_UID_BASE: '0' })).toThrow(/VM_UID_BASE/);
   });
+
+  it('takes a pod network only whole: underlay link and address together, and an uplink', () => {
+    expect(
+      loadAgentConfig({
+        API_URL: 'http://x',
+        UNDERLAY_IFNAME: 'eth1',
+        UNDERLAY_ADDRESS: '192.0.2.11',
+        UPLINK_IFNAME: 'eth0',
+      }),
+    ).toMatchObject({
+      UNDERLAY_IFNAME: 'eth1',
+      UNDERLAY_ADDRESS: '192.0.2.11',
+      UPLINK_IFNAME: 'eth0',
+      TENANT_NETNS_PREFIX: 'caas-t',
+    });
+    expect(() => loadAgentConfig({ API_URL: 'http://x', UNDERLAY_IFNAME: 'eth1' })).toThrow(/UNDERLAY_ADDRESS/);
+    expect(() =>
+      loadAgentConfig({ API_URL: 'http://x', UNDERLAY_IFNAME: 'eth1', UNDERLAY_ADDRESS: '192.0.2.11' }),
+    ).toThrow(/UPLINK_IFNAME/);
+    expect(() =>
+      loadAgentConfig({
+        API_URL: 'http://x',
+        UNDERLAY_IFNAME: 'eth1',
+        UNDERLAY_ADDRESS: 'nope',
+        UPLINK_IFNAME: 'eth0',
+      }),
+    ).toThrow(/UNDERLAY_ADDRESS/);
+    expect(() => loadAgentConfig({ API_URL: 'http://x', FORBIDDEN_CIDRS: '10.0.0.0/8;x' })).toThrow(/FORBIDDEN_CIDRS/);
+  });
 });

@@ -26,6 +26,7 @@ describe('checkHost on this machine', () => {
         'guest-initrd',
         'guest-kernel',
         'nftables',
+        'pod-network',
         'qemu',
         'root',
         'tools',

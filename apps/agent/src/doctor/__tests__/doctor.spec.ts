@@ -11,6 +11,8 @@ const settings: DoctorSettings = {
   minFreeBytes: 2 * 1024 ** 3,
   cgroupRoot: '/sys/fs/cgroup',
   kvmTimeoutMs: 5000,
+  podNetwork: true,
+  tapHelper: '/opt/caas/dist/guest/caas-tapfd',
 };
 
 /** A host that passes every check. */
@@ -30,6 +32,7 @@ function healthy(): ProbeResults {
     disk: { path: settings.stateDir, freeBytes: 50 * 1024 ** 3, totalBytes: 100 * 1024 ** 3 },
     uid: 0,
     tools: { setpriv: true, prlimit: true, nsenter: true, ip: true },
+    network: { bridge: true, conntrack: true, tapHelper: true },
   };
 }
 
@@ -72,6 +75,7 @@ describe('evaluateHost', () => {
       'cgroups',
       'tun',
       'disk',
+      'pod-network',
     ]);
     for (const c of report.checks) {
       expect(c.ok).toBe(true);
@@ -294,6 +298,34 @@ describe('doctorSettings', () => {
     expect(doctorSettings(base, { allowTcg: true, minFreeBytes: 1 })).toMatchObject({
       allowTcg: true,
       minFreeBytes: 1,
+    });
+  });
+
+  describe('pod network', () => {
+    it('requires caas-tapfd and bridge when UNDERLAY_IFNAME is set; conntrack is a warning', () => {
+      const noHelper = expectRequiredFailure('pod-network', {
+        network: { bridge: true, conntrack: true, tapHelper: false },
+      });
+      expect(noHelper.detail).toContain('caas-tapfd');
+      expect(noHelper.fix).toContain('build-guest');
+      expect(
+        expectRequiredFailure('pod-network', { network: { bridge: false, conntrack: true, tapHelper: true } }).fix,
+      ).toContain('iproute2');
+      const report = evaluateHost(
+        { ...healthy(), network: { bridge: true, conntrack: false, tapHelper: true } },
+        settings,
+      );
+      expect(report.ok).toBe(true);
+      expect(check(report, 'pod-network')).toMatchObject({ ok: false, required: false });
+    });
+
+    it('says pods run without a network when none is configured, and needs nothing of it', () => {
+      const report = evaluateHost(
+        { ...healthy(), network: { bridge: false, conntrack: false, tapHelper: false } },
+        { ...settings, podNetwork: false },
+      );
+      expect(report.ok).toBe(true);
+      expect(check(report, 'pod-network').detail).toContain('without a network device');
     });
   });
 });
