@@ -4,11 +4,11 @@ import { PodRuntime } from '../../runtime/pod-runtime';
 import { sandboxIdOf } from '../../runtime/pod-spec';
 import {
   FakeHost,
-  FakeImages,
   FakeSandbox,
   FakeTransport,
   desiredPod,
   desiredSet,
+  fakeRuntimeOptions,
 } from '../../runtime/__tests__/fakes';
 import { LogShipping, REDACTED } from '../log-shipper';
 
@@ -23,14 +23,8 @@ const lines = () => appended.flatMap((a) => a.entries.map((e) => `${a.podId.slic
 
 function runtime(host: FakeHost, transport: FakeTransport) {
   return new PodRuntime({
-    transport,
-    sandboxes: host,
-    images: new FakeImages(),
-    epoch: 1,
-    capacity: { vcpus: 4, memoryMiB: 4096, pods: 10, diskBytes: 100 },
-    heartbeatIntervalMs: 60_000,
+    ...fakeRuntimeOptions(transport, host),
     leaseGraceMs: 120_000,
-    resyncIntervalMs: 60_000,
     selfFence: false,
     logs: new LogShipping({ appender, limits: { flushIntervalMs: 1 } }),
   });

@@ -11,6 +11,7 @@ import type {
   PolicyCountersReport,
 } from '@caas/queue-contracts';
 import type { NetworkedSet, PodNetworks } from '../../network/pod-networks';
+import type { PodRuntimeOptions } from '../pod-runtime';
 import type { ImageLayer, NodeTransport, PodSandbox, SandboxHost } from '../ports';
 
 export class FakeTransport implements NodeTransport {
@@ -248,4 +249,23 @@ export class FakeNetworks implements PodNetworks {
     this.calls.push('counters');
     return Promise.resolve([{ tenantId: TENANT, counters: { np_web_in_0: { packets: 3, bytes: 180 } } }]);
   }
+}
+
+/** PodRuntime options over fakes: a 4-vCPU node at epoch 1 whose timers stay quiet unless a test shortens them. */
+export function fakeRuntimeOptions(
+  transport: FakeTransport,
+  sandboxes: FakeHost,
+  images = new FakeImages(),
+): PodRuntimeOptions {
+  return {
+    transport,
+    sandboxes,
+    images,
+    epoch: 1,
+    capacity: { vcpus: 4, memoryMiB: 4096, pods: 10, diskBytes: 100 },
+    heartbeatIntervalMs: 60_000,
+    leaseGraceMs: 10_000,
+    resyncIntervalMs: 60_000,
+    selfFence: true,
+  };
 }

@@ -1,24 +1,12 @@
 import type { PolicyCountersReport } from '@caas/queue-contracts';
 import { PodRuntime, type PodRuntimeOptions } from '../pod-runtime';
-import { FakeHost, FakeImages, FakeNetworks, FakeTransport, desiredPod, desiredSet } from './fakes';
+import { FakeHost, FakeNetworks, FakeTransport, desiredPod, desiredSet, fakeRuntimeOptions } from './fakes';
 
 function setup(overrides: Partial<PodRuntimeOptions> = {}) {
   const transport = new FakeTransport();
   const host = new FakeHost();
   const networks = new FakeNetworks();
-  const runtime = new PodRuntime({
-    transport,
-    sandboxes: host,
-    images: new FakeImages(),
-    epoch: 1,
-    capacity: { vcpus: 4, memoryMiB: 4096, pods: 10, diskBytes: 100 },
-    heartbeatIntervalMs: 60_000,
-    leaseGraceMs: 10_000,
-    resyncIntervalMs: 60_000,
-    selfFence: true,
-    networks,
-    ...overrides,
-  });
+  const runtime = new PodRuntime({ ...fakeRuntimeOptions(transport, host), networks, ...overrides });
   return { transport, host, networks, runtime };
 }
 

@@ -2,7 +2,7 @@ import { SandboxFailedError } from '@caas/sandbox';
 import type { Heartbeat } from '@caas/queue-contracts';
 import { PodRuntime, type PodRuntimeOptions } from '../pod-runtime';
 import { sandboxIdOf, parseSandboxId } from '../pod-spec';
-import { FakeHost, FakeImages, FakeSandbox, FakeTransport, desiredPod, desiredSet } from './fakes';
+import { FakeHost, FakeImages, FakeSandbox, FakeTransport, desiredPod, desiredSet, fakeRuntimeOptions } from './fakes';
 
 const POD = desiredPod().podId;
 
@@ -10,19 +10,7 @@ function setup(overrides: Partial<PodRuntimeOptions> = {}) {
   const transport = new FakeTransport();
   const host = new FakeHost();
   const images = new FakeImages();
-  const runtime = new PodRuntime({
-    transport,
-    sandboxes: host,
-    images,
-    epoch: 1,
-    capacity: { vcpus: 4, memoryMiB: 4096, pods: 10, diskBytes: 100 },
-    heartbeatIntervalMs: 60_000,
-    leaseGraceMs: 10_000,
-    resyncIntervalMs: 60_000,
-    selfFence: true,
-    backoffBaseMs: 10,
-    ...overrides,
-  });
+  const runtime = new PodRuntime({ ...fakeRuntimeOptions(transport, host, images), backoffBaseMs: 10, ...overrides });
   return { transport, host, images, runtime };
 }
 
