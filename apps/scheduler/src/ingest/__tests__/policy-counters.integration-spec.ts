@@ -1,62 +1,25 @@
-import { useBackends, testPublisher } from '../../__tests__/support/backends';
+import { useBackends } from '../../__tests__/support/backends';
+import { IngestHarness } from './support/ingest-harness';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import pino from 'pino';
 import type { PolicyCountersReport } from '@caas/queue-contracts';
 import { STATUS_FIELD, nodeKeys } from '@caas/queue-contracts';
-import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
-import type { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
-import { StatusIngest } from '../status-ingest';
+import type { StatusIngest } from '../status-ingest';
 
 jest.setTimeout(60_000);
 
 const backends = useBackends('policy-counters', 8);
+const harness = new IngestHarness(backends, 'policy-counters');
 let prefix: string;
-let connections: Redis[];
-let ingests: StatusIngest[];
-let publishers: DesiredSetPublisher[];
 
 beforeEach(async () => {
   await backends.db.pool.query('TRUNCATE policy_counters, events, outbox, pods, nodes, tenants CASCADE');
-  prefix = uniqueRedisPrefix('policy-counters');
-  connections = [];
-  ingests = [];
-  publishers = [];
+  harness.reset();
+  prefix = harness.prefix;
 });
 
-afterEach(async () => {
-  await Promise.all(ingests.map((i) => i.stop()));
-  await Promise.all(publishers.map((p) => p.close()));
-  await Promise.all(connections.map((c) => c.quit()));
-  await flushRedisPrefix(testRedisUrl(), prefix);
-});
+afterEach(() => harness.stop());
 
-function newIngest(): StatusIngest {
-  const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
-  connections.push(redis);
-  const publisher = testPublisher(backends, prefix);
-  publishers.push(publisher);
-  const ingest = new StatusIngest({
-    pool: backends.db.pool,
-    redis,
-    producer: backends.redis,
-    prefix,
-    log: pino({ level: 'silent' }),
-    publisher,
-    settings: {
-      NODE_LEASE_GRACE_MS: 10_000,
-      INGEST_BATCH_SIZE: 50,
-      INGEST_BLOCK_MS: 50,
-      INGEST_NODE_REFRESH_MS: 100,
-      INGEST_CLAIM_IDLE_MS: 200,
-      REPLACE_BACKOFF_BASE_MS: 1_000,
-      REPLACE_BACKOFF_MAX_MS: 300_000,
-    },
-    vmOverheadMiB: 256,
-  });
-  ingests.push(ingest);
-  return ingest;
-}
+const newIngest = (): StatusIngest => harness.newIngest();
 
 async function drain(ingest: StatusIngest): Promise<void> {
   while ((await ingest.readOnce()) > 0);

@@ -1,38 +1,25 @@
 import { useBackends } from '../../__tests__/support/backends';
+import { INGEST_TEST_OVERHEAD_MIB, INGEST_TEST_SETTINGS, IngestHarness } from './support/ingest-harness';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import pino from 'pino';
 import type { PodEventMessage } from '@caas/log-stream-contract';
 import { parsePodEventMessage, podEventChannel } from '@caas/log-stream-contract';
 import type { Heartbeat, NodeEvent, PodReport, PodStatus } from '@caas/queue-contracts';
 import { STATUS_CONSUMER_GROUP, STATUS_FIELD, jobFromOutboxRow, nodeKeys } from '@caas/queue-contracts';
-import { SecretBox } from '@caas/security';
-import { flushRedisPrefix, testRedisUrl, uniqueRedisPrefix } from '@caas/testing';
-import { DesiredSetPublisher } from '../../nodes/desired-set-publisher';
+import { testRedisUrl } from '@caas/testing';
 import type { StatusIngestSettings } from '../status-ingest';
-import { StatusIngest } from '../status-ingest';
+import type { StatusIngest } from '../status-ingest';
 
 jest.setTimeout(60_000);
 
-const OVERHEAD = 256;
-const LEASE_MS = 10_000;
-const SETTINGS: StatusIngestSettings = {
-  NODE_LEASE_GRACE_MS: LEASE_MS,
-  INGEST_BATCH_SIZE: 50,
-  INGEST_BLOCK_MS: 50,
-  INGEST_NODE_REFRESH_MS: 100,
-  INGEST_CLAIM_IDLE_MS: 200,
-  REPLACE_BACKOFF_BASE_MS: 1_000,
-  REPLACE_BACKOFF_MAX_MS: 300_000,
-};
-const silent = pino({ level: 'silent' });
+const OVERHEAD = INGEST_TEST_OVERHEAD_MIB;
+const LEASE_MS = INGEST_TEST_SETTINGS.NODE_LEASE_GRACE_MS;
+const SETTINGS = INGEST_TEST_SETTINGS;
 
 const backends = useBackends('status-ingest', 12);
+const harness = new IngestHarness(backends, 'status-ingest');
 let prefix: string;
 let tenantId: string;
-let connections: Redis[];
-let ingests: StatusIngest[];
-let publishers: DesiredSetPublisher[];
 
 beforeEach(async () => {
   await backends.db.pool.query('TRUNCATE events, outbox, pods, nodes, tenants CASCADE');
@@ -42,43 +29,13 @@ beforeEach(async () => {
      VALUES ($1, $2, 'T', '10.0.0.0/16', now(), 0, 0, 0)`,
     [tenantId, `t-${tenantId.slice(0, 8)}`],
   );
-  prefix = uniqueRedisPrefix('status-ingest');
-  connections = [];
-  ingests = [];
-  publishers = [];
+  harness.reset();
+  prefix = harness.prefix;
 });
 
-afterEach(async () => {
-  await Promise.all(ingests.map((i) => i.stop()));
-  await Promise.all(publishers.map((p) => p.close()));
-  await Promise.all(connections.map((c) => c.quit()));
-  await flushRedisPrefix(testRedisUrl(), prefix);
-});
+afterEach(() => harness.stop());
 
-function newIngest(settings: Partial<StatusIngestSettings> = {}): StatusIngest {
-  const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
-  connections.push(redis);
-  const publisher = new DesiredSetPublisher({
-    pool: backends.db.pool,
-    redis: backends.redis,
-    prefix,
-    log: silent,
-    secrets: new SecretBox(randomBytes(32)),
-  });
-  publishers.push(publisher);
-  const ingest = new StatusIngest({
-    pool: backends.db.pool,
-    redis,
-    producer: backends.redis,
-    prefix,
-    log: silent,
-    publisher,
-    settings: { ...SETTINGS, ...settings },
-    vmOverheadMiB: OVERHEAD,
-  });
-  ingests.push(ingest);
-  return ingest;
-}
+const newIngest = (settings: Partial<StatusIngestSettings> = {}): StatusIngest => harness.newIngest(settings);
 
 /** Reads and processes until the streams are empty (the loop's work, without the loop). */
 async function drain(ingest: StatusIngest): Promise<void> {
