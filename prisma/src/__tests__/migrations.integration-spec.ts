@@ -21,6 +21,7 @@ const EXPECTED_TABLES = [
   'nodes',
   'outbox',
   'pods',
+  'policy_counters',
   'registry_credentials',
   'tenants',
 ].sort();
