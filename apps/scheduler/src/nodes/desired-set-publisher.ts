@@ -164,9 +164,6 @@ function networkDigest(network: DesiredNetwork): string {
   return createHash('sha256').update(JSON.stringify(view)).digest('base64url');
 }
 
-/** PostgreSQL's deadlock_detected: a fan-out's bump lost to a transaction locking the same nodes in another order. */
-const DEADLOCK = '40P01';
-
 export interface PublishOptions {
   /**
    * Also bump and republish the other nodes of every tenant whose network (its pods, their nodes, addresses,
@@ -185,7 +182,12 @@ export interface DesiredSetPublisherOptions {
   log: Logger;
   /** Opens secret env values and registry passwords for the node that needs them. */
   secrets: SecretBox;
+  /** How long a network fan-out waits to collect others into one bump (default `DEFAULT_FAN_OUT_DELAY_MS`). */
+  fanOutDelayMs?: number;
 }
+
+/** A peer appears on the tenant's other nodes this much later than on its own node, at most, plus a publish. */
+export const DEFAULT_FAN_OUT_DELAY_MS = 1000;
 
 /**
  * Publishes a node's desired set (ADR-009): reads the node's version and pods in one snapshot, writes the set to
@@ -198,11 +200,15 @@ export class DesiredSetPublisher {
   /** Publishes under way, and the one trailing publish queued behind each (see `publishMany`). */
   private readonly running = new Map<string, Promise<unknown>>();
   private readonly trailing = new Map<string, Promise<void>>();
+  /** The fan-out batch collecting tenants, until its bump starts. */
+  private pendingFanOut: { tenants: Set<string>; origins: Set<string>; promise: Promise<string[]> } | null = null;
+  private readonly fanOutDelayMs: number;
   /** Nodes whose queued trailing publish must fan out (one of its callers asked for it). */
   private readonly trailingFanOut = new Set<string>();
   private readonly redis: Redis & WriteIfNewerCommand;
 
   constructor(private readonly options: DesiredSetPublisherOptions) {
+    this.fanOutDelayMs = options.fanOutDelayMs ?? DEFAULT_FAN_OUT_DELAY_MS;
     // ioredis sends EVALSHA and falls back to EVAL after a Redis restart emptied the script cache.
     options.redis.defineCommand(WRITE_IF_NEWER_COMMAND, { numberOfKeys: 1, lua: WRITE_IF_NEWER });
     this.redis = options.redis as Redis & WriteIfNewerCommand;
@@ -237,7 +243,7 @@ export class DesiredSetPublisher {
     if (fanOut) {
       const changed = await this.changedTenants(nodeId, digests);
       if (changed.length > 0) {
-        fannedOut = await this.bumpTenantNodes(changed, nodeId);
+        fannedOut = await this.fanOutBatch(changed, nodeId);
         this.options.log.debug({ nodeId, tenantIds: changed, fannedOut }, 'tenant networks changed: fanning out');
       }
     }
@@ -563,26 +569,51 @@ export class DesiredSetPublisher {
     return [...tenants].filter((tenantId) => previous[tenantId] !== digests[tenantId]).sort();
   }
 
-  /** Bumps, in id order and in one statement, every node (but `except`) with a pod of these tenants. */
-  private async bumpTenantNodes(tenantIds: readonly string[], except: string | null): Promise<string[]> {
-    const sql = `
-      WITH targets AS (
-        SELECT id FROM nodes
-        WHERE id IN (SELECT DISTINCT "nodeId" FROM pods WHERE "tenantId" = ANY($1::uuid[]) AND "nodeId" IS NOT NULL)
-          AND ($2::uuid IS NULL OR id <> $2::uuid)
-        ORDER BY id FOR UPDATE
-      )
-      UPDATE nodes n SET "desiredVersion" = n."desiredVersion" + 1, "updatedAt" = now()
-      FROM targets WHERE n.id = targets.id RETURNING n.id`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const { rows } = await this.options.pool.query<{ id: string }>(sql, [tenantIds, except]);
-        return rows.map((r) => r.id).sort();
-      } catch (error) {
-        const code = isRecord(error) ? error['code'] : undefined;
-        if (code !== DEADLOCK || attempt >= 3) throw error;
-      }
+  /**
+   * Joins the fan-out batch that starts within `fanOutDelayMs`: one bump of every node of the batch's tenants, so a
+   * burst of placements of a tenant's pods bumps its nodes a few times, not once per pod. Resolves with the nodes
+   * bumped once the bump committed (the caller's own too when the batch has other origins).
+   */
+  private fanOutBatch(tenantIds: readonly string[], origin: string): Promise<string[]> {
+    let batch = this.pendingFanOut;
+    if (batch === null) {
+      const tenants = new Set<string>();
+      const origins = new Set<string>();
+      const promise = new Promise<void>((resolve) => setTimeout(resolve, this.fanOutDelayMs)).then(() => {
+        if (this.pendingFanOut?.tenants === tenants) this.pendingFanOut = null;
+        // A lone origin's snapshot already holds the change; with several, each may predate another's change.
+        return this.bumpTenantNodes([...tenants].sort(), origins.size === 1 ? [...origins][0] : null);
+      });
+      batch = { tenants, origins, promise };
+      this.pendingFanOut = batch;
     }
+    for (const tenantId of tenantIds) batch.tenants.add(tenantId);
+    batch.origins.add(origin);
+    return batch.promise;
+  }
+
+  /**
+   * Bumps every node (but `except`) with a pod of these tenants, each in a statement of its own: a fan-out never
+   * holds one node's row lock while waiting for another's, so it cannot deadlock with placement, ingest or the
+   * monitor, and never holds up more than one node at a time. Returns the nodes bumped. A crash half-way leaves the
+   * caller's own set unwritten (it writes after this), so reconcile republishes it and the fan-out runs again.
+   */
+  private async bumpTenantNodes(tenantIds: readonly string[], except: string | null): Promise<string[]> {
+    const { rows } = await this.options.pool.query<{ id: string }>(
+      `SELECT DISTINCT "nodeId" AS id FROM pods
+       WHERE "tenantId" = ANY($1::uuid[]) AND "nodeId" IS NOT NULL AND ($2::uuid IS NULL OR "nodeId" <> $2::uuid)
+       ORDER BY id`,
+      [tenantIds, except],
+    );
+    const bumped: string[] = [];
+    for (const { id } of rows) {
+      const result = await this.options.pool.query(
+        `UPDATE nodes SET "desiredVersion" = "desiredVersion" + 1, "updatedAt" = now() WHERE id = $1`,
+        [id],
+      );
+      if (result.rowCount === 1) bumped.push(id);
+    }
+    return bumped;
   }
 
   private async writeIfNewer(key: string, set: DesiredSet): Promise<boolean> {
