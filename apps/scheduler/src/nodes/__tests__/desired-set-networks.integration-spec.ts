@@ -279,8 +279,9 @@ describe('desired sets: tenant networks', () => {
     await queue.add(job.name, job.data, jobOptionsFor(job));
 
     const deadline = Date.now() + 20_000;
-    while ((await storedSet(b)).networks?.[0].policies.length !== 1) {
-      if (Date.now() > deadline) throw new Error('node B never got the policy');
+    const hasPolicy = async (nodeId: string) => (await storedSet(nodeId)).networks?.[0].policies.length === 1;
+    while (!(await hasPolicy(a)) || !(await hasPolicy(b))) {
+      if (Date.now() > deadline) throw new Error('nodes A and B never got the policy');
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     for (const nodeId of [a, b]) {
