@@ -50,6 +50,8 @@ interface NodeRow {
   epoch: number;
   cordoned: boolean;
   draining: boolean;
+  /** null: the node has no pod network (joined without an underlay address). */
+  underlay: string | null;
 }
 
 interface PodRow {
@@ -104,6 +106,9 @@ interface NetworkRows {
   pods: TenantPodRow[];
   vteps: string[];
 }
+
+/** A node without a pod network runs no tenant network: nothing to read, nothing to fan out to it. */
+const NO_NETWORKS: NetworkRows = { tenants: [], policies: [], pods: [], vteps: [] };
 
 interface ContainerRow {
   podId: string;
@@ -332,7 +337,9 @@ export class DesiredSetPublisher {
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const node = await client.query<NodeRow>(
-        `SELECT id, "desiredVersion"::text AS "desiredVersion", epoch, cordoned, draining FROM nodes WHERE id = $1`,
+        `SELECT id, "desiredVersion"::text AS "desiredVersion", epoch, cordoned, draining,
+                host("underlayAddress") AS underlay
+         FROM nodes WHERE id = $1`,
         [nodeId],
       );
       const row = node.rows[0];
@@ -360,7 +367,7 @@ export class DesiredSetPublisher {
           [tenantIds],
         ),
       ]);
-      const network = await this.readNetworks(client, nodeId, tenantIds);
+      const network = row.underlay === null ? NO_NETWORKS : await this.readNetworks(client, nodeId, tenantIds);
       await client.query('COMMIT');
       return this.build(row, pods.rows, containers.rows, credentials.rows, network);
     } catch (error) {
@@ -593,15 +600,16 @@ export class DesiredSetPublisher {
   }
 
   /**
-   * Bumps every node (but `except`) with a pod of these tenants, each in a statement of its own: a fan-out never
+   * Bumps every node with a pod network (but `except`) with a pod of these tenants, each in a statement of its own: a fan-out never
    * holds one node's row lock while waiting for another's, so it cannot deadlock with placement, ingest or the
    * monitor, and never holds up more than one node at a time. Returns the nodes bumped. A crash half-way leaves the
    * caller's own set unwritten (it writes after this), so reconcile republishes it and the fan-out runs again.
    */
   private async bumpTenantNodes(tenantIds: readonly string[], except: string | null): Promise<string[]> {
     const { rows } = await this.options.pool.query<{ id: string }>(
-      `SELECT DISTINCT "nodeId" AS id FROM pods
-       WHERE "tenantId" = ANY($1::uuid[]) AND "nodeId" IS NOT NULL AND ($2::uuid IS NULL OR "nodeId" <> $2::uuid)
+      `SELECT DISTINCT p."nodeId" AS id FROM pods p JOIN nodes n ON n.id = p."nodeId"
+       WHERE p."tenantId" = ANY($1::uuid[]) AND n."underlayAddress" IS NOT NULL
+         AND ($2::uuid IS NULL OR p."nodeId" <> $2::uuid)
        ORDER BY id`,
       [tenantIds, except],
     );

@@ -229,6 +229,24 @@ describe('desired sets: tenant networks', () => {
     expect(await versionOf(other)).toBe(otherVersion);
   });
 
+  it('gives a node without a pod network no networks, and never bumps it for a tenant change', async () => {
+    const a = await node('host-a', '192.0.2.11');
+    const plain = await node('host-plain', null);
+    const t = await tenant('10.1.0.0/16');
+    await pod(t, a, '10.1.0.2');
+    await pod(t, plain, '10.1.0.3');
+    const published = publisher();
+    await published.publishMany([a, plain]);
+    expect(await storedSet(plain)).toMatchObject({ networks: [], vteps: [] });
+    const plainVersion = await versionOf(plain);
+    // A pod of the tenant placed on A changes the tenant's network: A's set follows, the plain node is left alone.
+    const moving = await pod(t, null, '10.1.0.4');
+    await place(moving, a, null);
+    await published.publishMany([a]);
+    expect((await storedSet(a)).networks?.[0].pods.map((p) => p.podId)).toContain(moving);
+    expect(await versionOf(plain)).toBe(plainVersion);
+  });
+
   it('shows a node joined with an underlay address in the other nodes\u2019 vteps', async () => {
     const a = await node('host-a', '192.0.2.11');
     await publisher().publish(a);
