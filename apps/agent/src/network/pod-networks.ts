@@ -30,12 +30,16 @@ interface TenantState {
   desired: DesiredNetwork;
   network: TenantNetwork;
   applied?: Ruleset;
+  /** The desired network (as JSON) last converged on. */
+  converged?: string;
 }
 
 export class HostPodNetworks implements PodNetworks {
   private readonly tenants = new Map<string, TenantState>();
   /** podId → tenantId of every attached pod. */
   private readonly attached = new Map<string, string>();
+  /** The VTEP list (as JSON) last set. */
+  private vteps: string | undefined;
 
   constructor(
     private readonly host: HostNetwork,
@@ -43,13 +47,21 @@ export class HostPodNetworks implements PodNetworks {
     private readonly nodeName: string,
   ) {}
 
+  /** Converges what changed since the last convergence (every resync re-reads the set; most are unchanged). */
   async converge(set: NetworkedSet): Promise<void> {
-    await this.host.setVteps(set.vteps ?? []);
+    const vteps = JSON.stringify(set.vteps ?? []);
+    if (vteps !== this.vteps) {
+      await this.host.setVteps(set.vteps ?? []);
+      this.vteps = vteps;
+    }
     for (const desired of set.networks ?? []) {
       const state = await this.tenant(desired);
+      const key = JSON.stringify(desired);
+      if (state.converged === key) continue;
       state.desired = desired;
       await state.network.setPeers(desired.peers.map(({ address, vtep }) => ({ address, vtep })));
       await this.applyPolicy(state);
+      state.converged = key;
     }
   }
 
