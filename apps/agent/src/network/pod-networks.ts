@@ -5,7 +5,7 @@ import { parseNetworkPolicySpec } from '@caas/network-policy-model';
 import type { Ruleset } from '@caas/netpolicy-compiler';
 import { compile } from '@caas/netpolicy-compiler';
 import type { HostNetwork, TenantNetwork } from '@caas/node-network';
-import { TENANT_MTU, applyChanges, applyRuleset, readCounters } from '@caas/node-network';
+import { TENANT_MTU, applyChanges, applyRuleset, netnsPath, readCounters } from '@caas/node-network';
 import type { DesiredNetwork, PolicyCountersReport } from '@caas/queue-contracts';
 import type { SandboxNetwork } from '@caas/sandbox';
 
@@ -75,7 +75,7 @@ export class HostPodNetworks implements PodNetworks {
     this.attached.set(pod.podId, pod.tenantId);
     const prefix = state.desired.subnet.split('/')[1];
     return {
-      netns: `/run/netns/${this.host.tenantNetnsName(state.desired.networkId)}`,
+      netns: netnsPath(this.host.tenantNetnsName(state.desired.networkId)),
       tap: port.ifname,
       mac: port.mac,
       address: `${port.address}/${prefix}`,
